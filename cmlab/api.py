@@ -1,0 +1,275 @@
+"""The Python API: one :class:`Lab` per running (or wanted) lab.
+
+The CLI (:mod:`cmlab.cli`) and the tests are thin shells over this module::
+
+    from cmlab.api import Lab
+    lab = Lab.from_topology("topologies/quickstart.yaml")
+    status = lab.up()          # builds images if needed, waits until ready
+    print(status.primary)
+    lab.down()
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
+from cmlab.engines.registry import EngineRegistry, default_registry
+from cmlab.errors import LabError, WaitTimeout
+from cmlab.images.build import ImageBuilder
+from cmlab.progress import Progress, Quiet
+from cmlab.runtime.client import connect
+from cmlab.runtime.docker import DockerRuntime, Removed
+from cmlab.topology import resolve
+from cmlab.topology.plan import LabPlan
+from cmlab.wait import wait_for
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One line of ``cmlab status``."""
+
+    node: str
+    az: str
+    address: str
+    role: str
+    lag_bytes: int | None
+    healthy: bool
+    detail: str
+    vips: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    """The lab at one moment: the engine's view plus who holds each VIP.
+
+    :param vip_holders: VIP name -> nodes holding its address.
+    :param not_ready: why the lab is not ready, or "" when it is.
+    """
+
+    lab: str
+    engine: str
+    cluster: ClusterState
+    vip_holders: dict[str, list[str]]
+    rows: list[NodeRow]
+    not_ready: str
+
+    @property
+    def ready(self) -> bool:
+        return not self.not_ready
+
+    @property
+    def primary(self) -> str | None:
+        p = self.cluster.primaries
+        return p[0] if len(p) == 1 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab, "engine": self.engine, "ready": self.ready, "not_ready": self.not_ready,
+            "primary": self.primary, "vip_holders": self.vip_holders,
+            "nodes": [r.__dict__ for r in self.rows],
+        }
+
+
+class Lab:
+    """A lab: a plan, its engine, and its Docker objects.
+
+    Build with :meth:`from_topology` (from a file) or :meth:`attach` (a lab
+    already running, read back from Docker's labels).
+    """
+
+    def __init__(self, plan: LabPlan, engine: Engine, client: docker.DockerClient, progress: Progress | None = None) -> None:
+        self.plan = plan
+        self.engine = engine
+        self.client = client
+        self.runtime = DockerRuntime(client)
+        self.progress = progress or Quiet()
+
+    @classmethod
+    def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None) -> "Lab":
+        """Read and resolve a topology file against this host's Docker networks.
+
+        :raises TopologyError: the file cannot be used (nothing is created).
+        :raises DockerUnavailable: Docker cannot be reached.
+        """
+        registry = registry or default_registry()
+        client = connect()
+        runtime = DockerRuntime(client)
+        # Resolve once without Docker's subnets to learn the lab's name, then
+        # against every subnet but the lab's own (so `up` twice is the same lab).
+        name = resolve.load(path, registry).name
+        plan = resolve.load(path, registry, taken=runtime.used_subnets(exclude_lab=name))
+        return cls(plan, registry.get(plan.engine), client, progress)
+
+    @classmethod
+    def attach(cls, name: str, registry: EngineRegistry | None = None, progress: Progress | None = None) -> "Lab":
+        """The running lab ``name``, read back from Docker.
+
+        :raises LabError: no container of that lab carries its plan.
+        """
+        registry = registry or default_registry()
+        client = connect()
+        plan = DockerRuntime(client).read_plan(name)
+        if plan is None:
+            raise LabError(f"no lab '{name}' on this Docker engine (running labs: {', '.join(labs(client)) or 'none'})")
+        return cls(plan, registry.get(plan.engine), client, progress)
+
+    @property
+    def timing(self) -> Timing:
+        return self.engine.timing(self.plan)
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def build(self) -> str:
+        """Build (or find) the engine image; returns its tag.
+
+        :raises ImageBuildError: the build failed.
+        """
+        return ImageBuilder(self.client, self.progress).engine(self.engine.recipe).tag
+
+    def up(self) -> LabStatus:
+        """Create and start the lab, then wait until it is ready (one primary,
+        healthy nodes, the VIP on the primary). Idempotent: a lab already up
+        with the same plan is only waited for.
+
+        :returns: the ready lab's status.
+        :raises LabError: a lab of that name runs with another plan, or
+            creation failed (what was created is removed).
+        :raises WaitTimeout: not ready within the engine's start deadline; the
+            lab is left for inspection and ``down`` removes it.
+        """
+        existing = self.runtime.read_plan(self.plan.name)
+        if existing is not None and existing.digest != self.plan.digest:
+            raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
+        containers = self.runtime.containers(self.plan.name)
+        wanted = len(self.plan.nodes) + (1 if self.plan.router else 0)
+        complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
+        if not complete:
+            if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
+                with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
+                    self.runtime.remove(self.plan.name)
+            image = self.build()
+            router_image = ImageBuilder(self.client, self.progress).router().tag
+            with self.progress.step(f"creating lab '{self.plan.name}' ({len(self.plan.nodes)} nodes, {len(self.plan.azs)} AZ)"):
+                try:
+                    self.runtime.create_networks(self.plan)
+                    created = [c for c in [self.runtime.create_router(self.plan, router_image)] if c is not None]
+                    created += [
+                        self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node))
+                        for node in self.plan.nodes
+                    ]
+                    self.runtime.start(created)
+                except Exception as exc:
+                    self.runtime.remove(self.plan.name)
+                    if isinstance(exc, LabError):
+                        raise
+                    raise LabError(f"creating lab '{self.plan.name}' failed, and what was created is removed: {exc}") from exc
+        with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
+            try:
+                return self.wait_ready(self.timing.start_s)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"{exc}\nthe lab is left up for inspection (`cmlab status {self.plan.name}`, "
+                                  f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
+
+    def down(self) -> Removed:
+        """Remove every object of the lab (by label). Safe to run twice."""
+        return down(self.plan.name, self.client)
+
+    # ---- observing ------------------------------------------------------------------
+
+    def status(self) -> LabStatus:
+        """The engine's view of the cluster and who holds each VIP."""
+        cluster = self.engine.observe(self.plan, self.runtime.access(self.plan))
+        holders = self.runtime.vip_holders(self.plan)
+        held: dict[str, list[str]] = {}
+        for vip, nodes in holders.items():
+            for n in nodes:
+                held.setdefault(n, []).append(vip)
+        rows = []
+        for state in cluster.nodes:
+            node = self.plan.node(state.name)
+            rows.append(NodeRow(state.name, node.az, str(node.address), state.role.value, state.lag_bytes,
+                                state.healthy, state.detail, held.get(state.name, [])))
+        return LabStatus(self.plan.name, self.plan.engine, cluster, holders, rows,
+                         cluster.not_ready or self._vip_problem(cluster, holders))
+
+    def _vip_problem(self, cluster: ClusterState, holders: dict[str, list[str]]) -> str:
+        primary = cluster.primaries[0] if len(cluster.primaries) == 1 else None
+        for vip in self.plan.vips:
+            want = [primary] if primary and self.plan.node(primary).az == vip.az else []
+            if sorted(holders.get(vip.name, [])) != want:
+                return f"VIP {vip.name} ({vip.address}) is on {holders.get(vip.name) or 'no node'}, wanted on {want or 'no node'}"
+        return ""
+
+    def wait_ready(self, deadline_s: float) -> LabStatus:
+        """Wait until :meth:`status` says ready.
+
+        :param deadline_s: seconds.
+        :raises WaitTimeout: with the last status seen.
+        """
+        status, _ = wait_for(self.status, lambda s: s.ready, deadline_s, self.timing.poll_s,
+                             "ready cluster", lambda s: s.not_ready)
+        return status
+
+    def wait_primary(self, deadline_s: float, not_on: str | None = None) -> tuple[str, float]:
+        """Wait for exactly one primary (other than ``not_on``).
+
+        :returns: ``(primary node, seconds waited)``.
+        :raises WaitTimeout: none within ``deadline_s`` seconds.
+        """
+        def ok(c: ClusterState) -> bool:
+            return len(c.primaries) == 1 and c.primaries[0] != not_on
+
+        cluster, waited = wait_for(lambda: self.engine.observe(self.plan, self.runtime.access(self.plan)), ok,
+                                   deadline_s, self.timing.poll_s, "new primary", lambda c: f"primaries {c.primaries}")
+        return cluster.primaries[0], waited
+
+    def dsn(self, host: str) -> str:
+        """A libpq connection string to ``host`` (node name, node address or VIP address)."""
+        try:
+            host = str(self.plan.node(host).address)
+        except KeyError:
+            pass
+        return self.engine.dsn(self.plan, host)
+
+    # ---- acting on nodes ----------------------------------------------------------------
+
+    def exec(self, node: str, argv: list[str], user: str = "root") -> tuple[int, str]:
+        """Run a command in a node's container: ``(exit code, output)``."""
+        return self.runtime.access(self.plan).exec(self.plan.node(node), argv, user)
+
+    def logs(self, node: str, tail: int | None = None) -> str:
+        c = self.runtime.container(self.plan.node(node))
+        if c is None:
+            raise LabError(f"node {node} has no container")
+        return c.logs(tail=tail if tail is not None else "all").decode(errors="replace")
+
+    def kill(self, node: str, signal: str = "SIGKILL") -> None:
+        """``docker kill`` a node's container (the whole host dies at once)."""
+        c = self.runtime.container(self.plan.node(node))
+        if c is None:
+            raise LabError(f"node {node} has no container")
+        c.kill(signal=signal)
+
+
+def labs(client: docker.DockerClient | None = None) -> list[str]:
+    """Names of the labs on this Docker engine."""
+    return DockerRuntime(client or connect()).labs()
+
+
+def down(name: str, client: docker.DockerClient | None = None) -> Removed:
+    """Remove every object labelled ``cmlab.lab=<name>``; works from labels
+    alone, with no topology file. Safe to run twice."""
+    return DockerRuntime(client or connect()).remove(name)
+
+
+def status_json(status: LabStatus) -> str:
+    return json.dumps(status.to_json(), indent=2)
+
+
+__all__ = ["Lab", "LabStatus", "NodeRole", "down", "labs"]

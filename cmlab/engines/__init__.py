@@ -1,0 +1,1 @@
+"""Engines: the cluster managers a lab can run (see :mod:`cmlab.engines.base`)."""

@@ -1,0 +1,209 @@
+"""The engine contract: what a cluster manager supplies to the lab.
+
+An engine is to cmlab what a kind is to containerlab. The core (topology,
+images, runtime, faults, probes, reports) never names an engine; it asks the
+engine for:
+
+* its parameters (a pydantic model with lab defaults) and its own topology
+  rules (:meth:`Engine.check`);
+* its image recipe (:attr:`Engine.recipe`, a folder under ``images/``);
+* what each node's container runs (:meth:`Engine.container`);
+* its timing (:meth:`Engine.timing`), from which every wait derives its deadline;
+* how to read the cluster's roles and health (:meth:`Engine.observe`);
+* the names of its processes by duty (:attr:`Engine.processes`), so that a
+  fault can target "the database" or "the agent" on any engine;
+* how a client connects (:meth:`Engine.dsn`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from cmlab.errors import Issue
+
+if TYPE_CHECKING:
+    from cmlab.topology.plan import LabPlan, NodePlan
+    from cmlab.topology.schema import Topology
+
+
+class NodeRole(StrEnum):
+    """A node's role as the cluster manager sees it, in the field's words."""
+
+    primary = "primary"
+    sync_standby = "sync standby"
+    standby = "standby"
+    cascade_standby = "cascade standby"
+    arbiter = "arbiter"  # a quorum-only node (etcd member, CMS without a DN)
+    unknown = "unknown"  # running, but the manager does not (yet) say
+    down = "down"  # the container is not running
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node as observed at one moment.
+
+    :param lag_bytes: replication lag of a standby in bytes (None when unknown
+        or not a standby).
+    :param healthy: the engine's own health verdict for this node.
+    :param detail: the engine's state word (e.g. Patroni's ``running``).
+    """
+
+    name: str
+    role: NodeRole
+    healthy: bool
+    lag_bytes: int | None = None
+    timeline: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The whole cluster as the engine sees it at one moment."""
+
+    nodes: tuple[NodeState, ...]
+    #: Why the cluster is not ready (empty when it is), in one sentence.
+    not_ready: str = ""
+
+    @property
+    def primaries(self) -> list[str]:
+        return [n.name for n in self.nodes if n.role is NodeRole.primary]
+
+    @property
+    def ready(self) -> bool:
+        return not self.not_ready
+
+    def node(self, name: str) -> NodeState | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Deadlines derived from the engine's own timing parameters, in seconds.
+
+    :param start_s: from containers started to a ready cluster.
+    :param failover_s: from the primary's loss to a new primary accepting writes.
+    :param vip_s: from a new primary to the VIP on it.
+    :param poll_s: how often waits poll the cluster.
+    """
+
+    start_s: float
+    failover_s: float
+    vip_s: float
+    poll_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file written into a container before it starts."""
+
+    content: str | bytes
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class ContainerSpec:
+    """What one node's container runs; the runtime adds image, names, labels,
+    networks, addresses and routes.
+
+    :param volumes: mount point -> volume suffix; the runtime names the volume
+        ``<container>-<suffix>`` and labels it with the lab.
+    """
+
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, FileSpec] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)
+    cap_add: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    security_opt: list[str] = field(default_factory=list)
+
+
+class NodeAccess(Protocol):
+    """How an engine reaches the nodes of a running lab (supplied by the runtime)."""
+
+    def http_json(self, node: "NodePlan", port: int, path: str, timeout_s: float) -> Any:
+        """GET ``http://<node address>:<port><path>`` and decode JSON.
+        Raises ``OSError`` (or a subclass) when the node does not answer."""
+        ...
+
+    def exec(self, node: "NodePlan", argv: list[str], user: str = "root") -> tuple[int, str]:
+        """Run a command in the node's container: ``(exit code, output)``."""
+        ...
+
+    def running(self, node: "NodePlan") -> bool:
+        """Whether the node's container is running."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """An engine image: a folder under ``images/`` with a Dockerfile that
+    starts ``FROM ${BASE_IMAGE}`` (the Debian base cmlab bootstraps)."""
+
+    name: str
+    folder: str
+
+
+class Engine(ABC):
+    """Base class of the engines. Subclasses set the class attributes and
+    implement the abstract methods; see :mod:`cmlab.engines.postgres_patroni`."""
+
+    #: The name used in topology files (``engine: <name>``).
+    name: ClassVar[str]
+    #: One line for ``cmlab engines``.
+    summary: ClassVar[str]
+    #: The pydantic model of ``parameters:``; its defaults are the lab defaults.
+    Parameters: ClassVar[type[BaseModel]]
+    #: Process duty -> process name in the container, e.g.
+    #: ``{"database": "postgres", "agent": "patroni", "arbiter": "etcd"}``.
+    processes: ClassVar[dict[str, str]]
+    recipe: ClassVar[ImageRecipe]
+
+    def resolve_parameters(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
+        """Validate ``parameters:`` and fill in defaults.
+
+        :returns: ``(parameters as JSON-able dict, issues)``.
+        """
+        try:
+            return self.Parameters.model_validate(raw).model_dump(mode="json"), []
+        except ValidationError as exc:
+            issues = []
+            for err in exc.errors():
+                where = "parameters" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in err["loc"])
+                fix = f"known parameters: {', '.join(self.Parameters.model_fields)}" if err["type"] == "extra_forbidden" else ""
+                issues.append(Issue(where, "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"], fix))
+            return {}, issues
+
+    def params(self, plan: "LabPlan") -> BaseModel:
+        """The plan's parameters as the engine's model."""
+        return self.Parameters.model_validate(plan.parameters)
+
+    @abstractmethod
+    def check(self, topo: "Topology", params: dict[str, Any]) -> list[Issue]:
+        """The engine's own topology rules (quorum size, timing rules...)."""
+
+    @abstractmethod
+    def container(self, plan: "LabPlan", node: "NodePlan") -> ContainerSpec:
+        """What the node's container runs and the configuration it is given."""
+
+    @abstractmethod
+    def timing(self, plan: "LabPlan") -> Timing:
+        """Deadlines derived from the plan's timing parameters."""
+
+    @abstractmethod
+    def observe(self, plan: "LabPlan", access: NodeAccess) -> ClusterState:
+        """Read the cluster's roles and health. Never raises for an
+        unreachable node: it is reported as down or unknown."""
+
+    @abstractmethod
+    def dsn(self, plan: "LabPlan", host: str) -> str:
+        """A libpq connection string for a client writing to ``host`` (a node
+        address or a VIP)."""

@@ -1,0 +1,160 @@
+"""Engine ``postgres-patroni``: PostgreSQL 15, Patroni 3.0.2, etcd 3.4 and
+vip-manager 1.0.2, all from Debian 12's packages.
+
+A node with role ``quorum`` runs an etcd member; a node with role
+``database`` runs Patroni (which runs PostgreSQL) and, when its AZ has a VIP,
+vip-manager. supervisord keeps them running, under tini as PID 1 (the
+postmaster is re-parented to PID 1 and must be reaped: reference §7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmlab.engines.base import (
+    ClusterState,
+    ContainerSpec,
+    Engine,
+    FileSpec,
+    ImageRecipe,
+    NodeAccess,
+    NodeRole,
+    NodeState,
+    Timing,
+)
+from cmlab.engines.postgres_patroni import config
+from cmlab.engines.postgres_patroni.parameters import PatroniParameters
+from cmlab.errors import Issue
+from cmlab.topology.plan import LabPlan, NodePlan
+from cmlab.topology.schema import Role, Topology
+
+#: Patroni 3.0.2's /cluster roles (patroni@v3.0.2 patroni/utils.py cluster_as_json).
+_ROLES = {"leader": NodeRole.primary, "master": NodeRole.primary, "sync_standby": NodeRole.sync_standby,
+          "replica": NodeRole.standby, "standby_leader": NodeRole.standby}
+#: Seconds a REST call may take; /patroni can block during crash recovery (reference §9).
+HTTP_TIMEOUT_S = 1.0
+
+
+class PostgresPatroni(Engine):
+    name = "postgres-patroni"
+    summary = "PostgreSQL 15 + Patroni 3.0.2 + etcd 3.4 + vip-manager 1.0.2 (Debian 12 packages)"
+    Parameters = PatroniParameters
+    processes = {"database": "postgres", "agent": "patroni", "arbiter": "etcd", "vip": "vip-manager"}
+    recipe = ImageRecipe(name="postgres-patroni", folder="postgres-patroni")
+
+    def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:
+        p = PatroniParameters.model_validate(params)
+        issues: list[Issue] = []
+        quorum = [n for n in topo.nodes if Role.quorum in n.roles]
+        database = [n for n in topo.nodes if Role.database in n.roles]
+        if len(quorum) < 3:
+            issues.append(Issue("nodes", f"{len(quorum)} node(s) have role 'quorum'; etcd needs a majority of at least 3 to survive a loss",
+                                "give the 'quorum' role to at least 3 nodes"))
+        if not database:
+            issues.append(Issue("nodes", "no node has role 'database'", "give the 'database' role to at least one node"))
+        if p.synchronous_mode and len(database) < 2:
+            issues.append(Issue("parameters.synchronous_mode", "synchronous replication needs at least 2 database nodes",
+                                "add a database node or set synchronous_mode: false"))
+        if p.loop_wait + 2 * p.retry_timeout > p.ttl:
+            issues.append(Issue("parameters.ttl", f"loop_wait + 2 x retry_timeout = {p.loop_wait + 2 * p.retry_timeout} s exceeds ttl = {p.ttl} s",
+                                "raise ttl or lower loop_wait / retry_timeout (Patroni: loop_wait + 2 x retry_timeout <= ttl)"))
+        if p.etcd_election_timeout_ms < 5 * p.etcd_heartbeat_ms:
+            issues.append(Issue("parameters.etcd_election_timeout_ms", "etcd refuses an election timeout under 5 x the heartbeat interval",
+                                f"set it to at least {5 * p.etcd_heartbeat_ms} ms"))
+        return issues
+
+    def container(self, plan: LabPlan, node: NodePlan) -> ContainerSpec:
+        p = PatroniParameters.model_validate(plan.parameters)
+        files = {config.SUPERVISORD_CONF: FileSpec(config.supervisord_conf(plan, node, p))}
+        volumes: dict[str, str] = {}
+        if node.has(Role.database):
+            files[config.PATRONI_YML] = FileSpec(config.patroni_yml(plan, node, p), mode=0o600, uid=_POSTGRES_UID, gid=_POSTGRES_GID)
+            volumes["/var/lib/postgresql"] = "pgdata"
+        vip = config.vip_manager_yml(plan, node, p)
+        if vip is not None:
+            files[config.VIP_MANAGER_YML] = FileSpec(vip)
+        if node.has(Role.quorum):
+            volumes["/var/lib/etcd"] = "etcd"
+        return ContainerSpec(
+            command=["/usr/bin/supervisord", "-n", "-c", config.SUPERVISORD_CONF],
+            files=files,
+            volumes=volumes,
+            # vip-manager adds and removes the VIP and sends gratuitous ARP (reference §4).
+            cap_add=["NET_ADMIN", "NET_RAW"],
+        )
+
+    def timing(self, plan: LabPlan) -> Timing:
+        p = PatroniParameters.model_validate(plan.parameters)
+        vip_s = 2 * p.vip_interval_ms / 1000 + 2.0
+        return Timing(
+            # initdb, etcd bootstrap and pg_basebackup of the standbys; measured
+            # 6.5-10.8 s on bare namespaces (reference §9), so a wide margin.
+            start_s=60.0 + 2 * p.ttl,
+            # Leader key expiry (ttl), one loop, the survivors' 2 s REST check of the
+            # dead node, promotion (reference §2); the issue's bound.
+            failover_s=float(p.ttl + p.loop_wait + 5),
+            vip_s=vip_s,
+            poll_s=min(0.25, p.loop_wait / 4),
+        )
+
+    def dsn(self, plan: LabPlan, host: str) -> str:
+        return f"host={host} port={config.PG_PORT} user={config.SUPERUSER[0]} password={config.SUPERUSER[1]} dbname=postgres"
+
+    def observe(self, plan: LabPlan, access: NodeAccess) -> ClusterState:
+        running = {n.name: access.running(n) for n in plan.nodes}
+        members: dict[str, dict[str, Any]] = {}
+        for node in plan.nodes_with(Role.database):
+            if not running[node.name]:
+                continue
+            try:
+                data = access.http_json(node, config.REST_PORT, "/cluster", HTTP_TIMEOUT_S)
+            except (OSError, ValueError):
+                continue
+            members = {m["name"]: m for m in data.get("members", [])}
+            break
+        p = PatroniParameters.model_validate(plan.parameters)
+        states = []
+        for node in plan.nodes:
+            if not running[node.name]:
+                states.append(NodeState(node.name, NodeRole.down, healthy=False, detail="container not running"))
+            elif node.has(Role.database):
+                m = members.get(node.name)
+                if m is None:
+                    states.append(NodeState(node.name, NodeRole.unknown, healthy=False, detail="not a Patroni member yet"))
+                    continue
+                lag = m.get("lag")
+                states.append(NodeState(
+                    node.name, _ROLES.get(m.get("role", ""), NodeRole.unknown),
+                    healthy=m.get("state") in ("running", "streaming"),
+                    lag_bytes=lag if isinstance(lag, int) else None,
+                    timeline=m.get("timeline"), detail=str(m.get("state", "")),
+                ))
+            else:
+                healthy = _etcd_healthy(access, node)
+                states.append(NodeState(node.name, NodeRole.arbiter, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
+        return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p))
+
+
+def _etcd_healthy(access: NodeAccess, node: NodePlan) -> bool:
+    try:
+        return str(access.http_json(node, config.ETCD_CLIENT_PORT, "/health", HTTP_TIMEOUT_S).get("health")) == "true"
+    except (OSError, ValueError):
+        return False
+
+
+def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters) -> str:
+    db = [s for s in states if plan.node(s.name).has(Role.database)]
+    primaries = [s for s in db if s.role is NodeRole.primary]
+    if len(primaries) != 1:
+        return f"{len(primaries)} primaries"
+    sick = [s.name for s in states if not s.healthy]
+    if sick:
+        return f"not healthy: {', '.join(sick)}"
+    if p.synchronous_mode and len(db) > 1 and not any(s.role is NodeRole.sync_standby for s in db):
+        return "no sync standby yet"
+    return ""
+
+
+# Debian's postgres user; fixed in the image recipe (images/postgres-patroni/Dockerfile).
+_POSTGRES_UID = 101
+_POSTGRES_GID = 101

@@ -1,0 +1,35 @@
+"""``parameters:`` of a postgres-patroni lab, with lab defaults.
+
+Sources: ../shared/reference/postgres-patroni.md (patroni@v3.0.2
+patroni/config.py for Patroni's own defaults; etcd 3.4 tuning docs).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PatroniParameters(BaseModel):
+    """Timing and behaviour of Patroni, etcd and vip-manager.
+
+    The defaults are fast lab values: ttl 10 s, loop_wait 2 s, retry_timeout
+    4 s (2 + 2 x 4 = 10 meets Patroni's rule ``loop_wait + 2 x retry_timeout
+    <= ttl``, patroni#1579). Patroni's own defaults are 30 / 10 / 10. Patroni
+    3.0.2 takes values this low as written; 3.2+ would raise ttl to 20.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl: int = Field(default=10, ge=2, description="leader lock lifetime, seconds")
+    loop_wait: int = Field(default=2, ge=1, description="sleep between HA cycles, seconds")
+    retry_timeout: int = Field(default=4, ge=1, description="DCS and PostgreSQL retry window, seconds")
+    synchronous_mode: bool = Field(default=True, description="only the leader and the sync standby may be promoted")
+    synchronous_mode_strict: bool = Field(default=False, description="block writes when no sync standby is available")
+    maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes; laggier replicas stay out of the race")
+    primary_start_timeout: int = Field(default=300, ge=0, description="seconds a crashed primary may take to recover in place")
+    vip_interval_ms: int = Field(default=250, ge=50, description="vip-manager's etcd poll interval, milliseconds")
+    etcd_heartbeat_ms: int = Field(default=100, ge=10, description="etcd heartbeat interval, milliseconds")
+    etcd_election_timeout_ms: int = Field(default=1000, ge=50, description="etcd election timeout, milliseconds")
+    postgresql: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra postgresql.conf parameters"
+    )

@@ -1,0 +1,78 @@
+"""The cmlab exception tree.
+
+Every error cmlab raises on purpose derives from :class:`CmlabError`; the CLI
+prints its message (no traceback) and exits with status 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class CmlabError(Exception):
+    """Base of every error cmlab raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a topology.
+
+    :param where: a dotted path into the document, e.g. ``nodes[1].az``.
+    :param message: what is wrong.
+    :param fix: what to change so that it is right.
+    """
+
+    where: str
+    message: str
+    fix: str = ""
+
+
+class TopologyError(CmlabError):
+    """The topology file cannot be used as written. Nothing was created.
+
+    :param source: the file (or ``<string>``) the topology came from.
+    :param issues: every problem found, each with its place and fix.
+    :param positions: ``where`` -> ``(line, column)``, 1-based, when known.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        issues: list[Issue],
+        positions: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
+        self.source = str(source)
+        self.issues = issues
+        self.positions = positions or {}
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        lines = [f"{self.source}: the topology is not valid ({len(self.issues)} problem(s))"]
+        for issue in self.issues:
+            pos = self.positions.get(issue.where)
+            at = f"{self.source}:{pos[0]}:{pos[1]}" if pos else self.source
+            lines.append(f"  {at}: {issue.where}: {issue.message}")
+            if issue.fix:
+                lines.append(f"      fix: {issue.fix}")
+        return "\n".join(lines)
+
+
+class DockerUnavailable(CmlabError):
+    """The Docker Engine cannot be reached (not installed, not running, or no permission)."""
+
+
+class ImageBuildError(CmlabError):
+    """An image could not be built; the message carries the failing step's output."""
+
+
+class LabError(CmlabError):
+    """A lab operation cannot go on (unknown lab, conflicting lab, failed start)."""
+
+
+class WaitTimeout(CmlabError):
+    """A bounded wait reached its deadline before its condition held."""
+
+
+class UnknownEngine(CmlabError):
+    """The topology names an engine that is not registered."""

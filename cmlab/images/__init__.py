@@ -1,0 +1,1 @@
+"""Images: the Debian base bootstrapped with mmdebstrap, and engine images on it."""

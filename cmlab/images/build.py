@@ -1,0 +1,194 @@
+"""Build the images a lab needs, offline from any image registry.
+
+* ``cmlab/base:<hash>``: Debian minbase bootstrapped by ``mmdebstrap`` from
+  the host's Debian mirror and imported with ``docker import``.
+* ``cmlab/<engine>:<hash>``: the engine's recipe (``images/<engine>/``) built
+  ``FROM`` the base.
+
+Each tag is a content hash of the image's inputs (recipe files, APT sources,
+base tag), so a build with nothing changed finds its image and returns at
+once. Every image lists its package versions in ``/etc/cmlab/packages.txt``.
+Builds hold a file lock, so parallel test workers build once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import ImageNotFound
+from filelock import FileLock
+
+from cmlab.engines.base import ImageRecipe
+from cmlab.errors import ImageBuildError
+from cmlab.images import debian
+from cmlab.progress import Progress, Quiet
+
+#: Bump when the way images are built changes, to invalidate every tag.
+RECIPE_FORMAT = "1"
+#: Longest time an image build may take, seconds.
+BUILD_TIMEOUT_S = 1800
+LABEL = "cmlab.image"
+
+
+def images_dir() -> Path:
+    """The ``images/`` folder of recipes (``CMLAB_IMAGES_DIR`` overrides)."""
+    override = os.environ.get("CMLAB_IMAGES_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "images"
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 of every file's relative path, mode and content under ``folder``."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        h.update(b"x" if os.access(path, os.X_OK) else b"-")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\0".join((RECIPE_FORMAT, *parts)).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    #: True when the image was already there (nothing was built).
+    cached: bool
+
+
+class ImageBuilder:
+    """Builds (or finds) the base and engine images.
+
+    :param client: a Docker client (:func:`cmlab.runtime.client.connect`).
+    :param progress: where to report steps and, when verbose, build output.
+    """
+
+    def __init__(self, client: docker.DockerClient, progress: Progress | None = None) -> None:
+        self.client = client
+        self.progress = progress or Quiet()
+        self.root = images_dir()
+        lock_dir = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+        self._lock = FileLock(str(lock_dir / "cmlab-image-build.lock"), timeout=BUILD_TIMEOUT_S)
+
+    def base_tag(self) -> str:
+        base = self.root / "base"
+        return f"cmlab/base:{_hash(folder_digest(base), debian.SUITE, *debian.sources())}"
+
+    def engine_tag(self, recipe: ImageRecipe) -> str:
+        return f"cmlab/{recipe.name}:{_hash(self.base_tag(), folder_digest(self.root / recipe.folder))}"
+
+    def _exists(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+            return True
+        except ImageNotFound:
+            return False
+
+    def base(self) -> BuiltImage:
+        """The Debian base image, bootstrapped if missing.
+
+        :raises ImageBuildError: mmdebstrap is missing or fails, or the import fails.
+        """
+        tag = self.base_tag()
+        if self._exists(tag):
+            return BuiltImage(tag, cached=True)
+        with self._lock:
+            if self._exists(tag):
+                return BuiltImage(tag, cached=True)
+            with self.progress.step(f"bootstrapping {tag} from Debian {debian.SUITE} (mmdebstrap)"):
+                self._bootstrap(tag)
+        return BuiltImage(tag, cached=False)
+
+    def _bootstrap(self, tag: str) -> None:
+        if shutil.which("mmdebstrap") is None:
+            raise ImageBuildError("mmdebstrap is not installed: apt-get install mmdebstrap (or run ci/setup.sh)")
+        base = self.root / "base"
+        include = [ln.strip() for ln in (base / "include.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        with tempfile.TemporaryDirectory(prefix="cmlab-base-") as tmp:
+            tar = Path(tmp) / "rootfs.tar"
+            argv = [
+                "mmdebstrap", "--variant=minbase", "--mode=auto", "--format=tar",
+                f"--include={','.join(include)}",
+                "--aptopt=APT::Install-Recommends \"false\"",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                # No init system in a container: package scripts must not start services.
+                "--customize-hook=printf '#!/bin/sh\\nexit 101\\n' > \"$1/usr/sbin/policy-rc.d\"; chmod 755 \"$1/usr/sbin/policy-rc.d\"",
+                "--customize-hook=mkdir -p \"$1/etc/cmlab\"",
+                f"--customize-hook=copy-in {base / 'cmlab-init'} /usr/local/bin",
+                "--customize-hook=chroot \"$1\" dpkg-query -W -f '${Package}=${Version}\\n' > \"$1/etc/cmlab/packages.txt\"",
+                debian.SUITE, str(tar), *debian.sources(),
+            ]
+            self._run(argv)
+            self.progress.detail(f"docker import {tar} {tag}")
+            repo, _, version = tag.partition(":")
+            try:
+                self.client.api.import_image_from_file(
+                    str(tar), repository=repo, tag=version,
+                    changes=[f"LABEL {LABEL}=base", 'CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"],
+                )
+            except docker.errors.APIError as exc:
+                raise ImageBuildError(f"docker import of the base image failed: {exc}") from None
+
+    def _run(self, argv: list[str]) -> None:
+        self.progress.detail("$ " + " ".join(argv))
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.progress.detail(line.rstrip())
+            tail = (tail + [line.rstrip()])[-30:]
+        if proc.wait(timeout=BUILD_TIMEOUT_S) != 0:
+            raise ImageBuildError(f"{argv[0]} failed (exit {proc.returncode}); last lines:\n" + "\n".join(tail))
+
+    def engine(self, recipe: ImageRecipe) -> BuiltImage:
+        """The engine's image (building the base first if needed).
+
+        :raises ImageBuildError: the recipe is missing or its build fails; the
+            message holds the last lines of the build output.
+        """
+        tag = self.engine_tag(recipe)
+        if self._exists(tag):
+            return BuiltImage(tag, cached=True)
+        base = self.base().tag
+        with self._lock:
+            if self._exists(tag):
+                return BuiltImage(tag, cached=True)
+            folder = self.root / recipe.folder
+            if not (folder / "Dockerfile").is_file():
+                raise ImageBuildError(f"no Dockerfile in {folder} for engine image '{recipe.name}'")
+            with self.progress.step(f"building {tag}"):
+                tail: list[str] = []
+                stream = self.client.api.build(
+                    path=str(folder), tag=tag, buildargs={"BASE_IMAGE": base},
+                    # Host networking: the build's apt-get reaches the same mirror as the host.
+                    network_mode="host", rm=True, forcerm=True, decode=True,
+                    labels={LABEL: recipe.name, "cmlab.base": base}, timeout=BUILD_TIMEOUT_S,
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        raise ImageBuildError(f"building {tag} failed: {chunk['error'].strip()}\nlast lines:\n" + "\n".join(tail))
+                    for line in str(chunk.get("stream", "")).splitlines():
+                        if line.strip():
+                            self.progress.detail(line)
+                            tail = (tail + [line])[-30:]
+        return BuiltImage(tag, cached=False)
+
+    def router(self) -> BuiltImage:
+        """The AZ router runs the base image (it needs only the kernel's forwarding)."""
+        return self.base()
+
+    def packages(self, tag: str) -> list[str]:
+        """``package=version`` lines recorded in an image."""
+        out = self.client.containers.run(tag, ["cat", "/etc/cmlab/packages.txt"], remove=True, entrypoint=[])
+        return out.decode().split()

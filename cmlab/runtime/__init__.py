@@ -1,0 +1,1 @@
+"""Runtime: the lab's Docker objects (networks, volumes, containers, router)."""

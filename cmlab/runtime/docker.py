@@ -1,0 +1,273 @@
+"""A lab's Docker objects: one network per AZ, a volume per node and duty,
+one container per node, and a router container between AZs.
+
+Everything carries the label ``cmlab.lab=<lab>``; the lab's plan rides on
+each container (label ``cmlab.plan``), so a lab is read back from Docker
+alone. Removal goes by label, so it also cleans a half-built lab.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.models.containers import Container
+from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
+
+from cmlab.engines.base import ContainerSpec, FileSpec
+from cmlab.errors import LabError
+from cmlab.runtime import labels as L
+from cmlab.topology.plan import LabPlan, NodePlan
+
+#: Every container's entrypoint: tini as PID 1 (reaps re-parented children),
+#: then cmlab-init (routes to other AZs), then the engine's command.
+ENTRYPOINT = ["/usr/bin/tini", "--", "/usr/local/bin/cmlab-init"]
+#: Seconds Docker waits after SIGTERM before SIGKILL on stop.
+STOP_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What ``down`` removed: counts of each kind of object."""
+
+    containers: int
+    networks: int
+    volumes: int
+
+    @property
+    def total(self) -> int:
+        return self.containers + self.networks + self.volumes
+
+
+def _tar(files: dict[str, FileSpec]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, spec in sorted(files.items()):
+            data = spec.content.encode() if isinstance(spec.content, str) else spec.content
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), spec.mode, spec.uid, spec.gid, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class DockerRuntime:
+    """The lab's objects on one Docker Engine (bridge networks)."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+
+    # ---- reading labs back ----------------------------------------------------------
+
+    def used_subnets(self, exclude_lab: str | None = None) -> list[IPv4Network]:
+        """IPv4 subnets of every Docker network (but ``exclude_lab``'s own)."""
+        out = []
+        for net in self.client.networks.list():
+            attrs = net.attrs
+            if exclude_lab and (attrs.get("Labels") or {}).get(L.LAB) == exclude_lab:
+                continue
+            for cfg in (attrs.get("IPAM") or {}).get("Config") or []:
+                try:
+                    out.append(IPv4Network(cfg.get("Subnet", ""), strict=False))
+                except ValueError:
+                    continue
+        return out
+
+    def labs(self) -> list[str]:
+        """Names of every lab with at least one object on this engine."""
+        names: set[str] = set()
+        for c in self.client.containers.list(all=True, filters={"label": L.LAB}):
+            names.add(c.labels[L.LAB])
+        for n in self.client.networks.list(filters={"label": L.LAB}):
+            names.add((n.attrs.get("Labels") or {})[L.LAB])
+        for v in self.client.volumes.list(filters={"label": L.LAB}):
+            names.add((v.attrs.get("Labels") or {})[L.LAB])
+        return sorted(names)
+
+    def read_plan(self, lab: str) -> LabPlan | None:
+        """The plan of a lab, from any of its containers; None if it has none."""
+        for c in self.client.containers.list(all=True, filters=L.lab_filter(lab)):
+            text = c.labels.get(L.PLAN)
+            if text:
+                return LabPlan.from_json(text)
+        return None
+
+    def containers(self, lab: str) -> list[Container]:
+        return self.client.containers.list(all=True, filters=L.lab_filter(lab))
+
+    def container(self, node: NodePlan) -> Container | None:
+        try:
+            return self.client.containers.get(node.container)
+        except NotFound:
+            return None
+
+    # ---- creating ------------------------------------------------------------------
+
+    def _labels(self, plan: LabPlan, kind: str, **extra: str) -> dict[str, str]:
+        return {L.LAB: plan.name, L.KIND: kind, L.ENGINE: plan.engine, L.DIGEST: plan.digest, **extra}
+
+    def create_networks(self, plan: LabPlan) -> None:
+        for az in plan.azs:
+            self.client.networks.create(
+                az.network, driver="bridge", check_duplicate=True,
+                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(az.subnet), gateway=str(az.gateway))]),
+                labels=self._labels(plan, "network", **{L.AZ: az.name}),
+            )
+
+    def create_node(self, plan: LabPlan, node: NodePlan, image: str, spec: ContainerSpec) -> Container:
+        """Create (not start) a node's container with its files, volumes and address."""
+        az = plan.az(node.az)
+        mounts = []
+        for target, suffix in spec.volumes.items():
+            name = f"{node.container}-{suffix}"
+            self.client.volumes.create(name, labels=self._labels(plan, "volume", **{L.NODE: node.name}))
+            mounts.append(Mount(target=target, source=name, type="volume"))
+        env = {
+            "CMLAB_LAB": plan.name, "CMLAB_NODE": node.name, "CMLAB_AZ": node.az,
+            "CMLAB_NODE_ADDRESS": str(node.address),
+            "CMLAB_ROUTES": ";".join(f"{dst} {via}" for dst, via in plan.routes_for(node)),
+            **spec.env,
+        }
+        cap_add = list(spec.cap_add)
+        if plan.routes_for(node) and "NET_ADMIN" not in cap_add:
+            cap_add.append("NET_ADMIN")  # cmlab-init adds the inter-AZ routes
+        container = self.client.containers.create(
+            image, command=spec.command, entrypoint=ENTRYPOINT, name=node.container, hostname=node.name,
+            labels=self._labels(plan, "node", **{L.NODE: node.name, L.AZ: node.az, L.PLAN: plan.to_json()}),
+            environment=env, cap_add=cap_add or None, sysctls=spec.sysctls or None,
+            ulimits=[Ulimit(name=k, soft=s, hard=h) for k, (s, h) in spec.ulimits.items()] or None,
+            security_opt=spec.security_opt or None, mounts=mounts, stop_signal="SIGTERM",
+            network=az.network,
+            networking_config={az.network: self.client.api.create_endpoint_config(ipv4_address=str(node.address))},
+        )
+        if spec.files and not container.put_archive("/", _tar(spec.files)):
+            raise LabError(f"could not write the configuration files into {node.container}")
+        return container
+
+    def create_router(self, plan: LabPlan, image: str) -> Container | None:
+        """The router between AZs (None for a one-AZ lab): a container on every
+        AZ network at the AZ's router address, forwarding between them."""
+        if plan.router is None:
+            return None
+        first, *others = plan.azs
+        assert first.router_address is not None
+        router = self.client.containers.create(
+            image, command=["sleep", "infinity"], entrypoint=ENTRYPOINT, name=plan.router, hostname="router",
+            labels=self._labels(plan, "router", **{L.PLAN: plan.to_json()}),
+            sysctls={"net.ipv4.ip_forward": "1"}, cap_add=["NET_ADMIN"],
+            network=first.network,
+            networking_config={first.network: self.client.api.create_endpoint_config(ipv4_address=str(first.router_address))},
+        )
+        for az in others:
+            self.client.networks.get(az.network).connect(router, ipv4_address=str(az.router_address))
+        return router
+
+    def start(self, containers: list[Container]) -> None:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda c: c.start(), containers))
+
+    # ---- removing ------------------------------------------------------------------
+
+    def remove(self, lab: str) -> Removed:
+        """Remove every object labelled with ``lab``: containers (killed), then
+        networks, then volumes. Safe to run twice and on a half-built lab."""
+
+        def rm_container(c: Container) -> int:
+            try:
+                c.remove(force=True, v=True)
+                return 1
+            except NotFound:
+                return 0
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            containers = sum(pool.map(rm_container, self.containers(lab)))
+        networks = volumes = 0
+        for net in self.client.networks.list(filters=L.lab_filter(lab)):
+            try:
+                net.remove()
+                networks += 1
+            except NotFound:
+                pass
+        for vol in self.client.volumes.list(filters=L.lab_filter(lab)):
+            try:
+                vol.remove(force=True)
+                volumes += 1
+            except NotFound:
+                pass
+        return Removed(containers, networks, volumes)
+
+    def leftovers(self, lab: str | None = None) -> dict[str, list[str]]:
+        """Names of objects still labelled ``cmlab.lab`` (of ``lab``, or of any lab)."""
+        f = L.lab_filter(lab) if lab else {"label": [L.LAB]}
+        return {
+            "containers": [c.name for c in self.client.containers.list(all=True, filters=f)],
+            "networks": [n.name for n in self.client.networks.list(filters=f)],
+            "volumes": [v.name for v in self.client.volumes.list(filters=f)],
+        }
+
+    # ---- reaching nodes --------------------------------------------------------------
+
+    def access(self, plan: LabPlan) -> "DockerNodeAccess":
+        return DockerNodeAccess(self)
+
+    def vip_holders(self, plan: LabPlan) -> dict[str, list[str]]:
+        """For each VIP, the nodes that hold its address now (more than one is a
+        duplicate address; none means the VIP is down)."""
+        access = self.access(plan)
+        out: dict[str, list[str]] = {v.name: [] for v in plan.vips}
+        for node in plan.nodes:
+            vip = plan.vip_of_az(node.az)
+            if vip is None or not access.running(node):
+                continue
+            if vip.address in access.addresses(node):
+                out[vip.name].append(node.name)
+        return out
+
+
+class DockerNodeAccess:
+    """:class:`cmlab.engines.base.NodeAccess` over Docker: HTTP straight to the
+    node's address (the host is on every AZ bridge), commands by ``docker exec``."""
+
+    def __init__(self, runtime: DockerRuntime) -> None:
+        self.runtime = runtime
+
+    def http_json(self, node: NodePlan, port: int, path: str, timeout_s: float) -> Any:
+        with urllib.request.urlopen(f"http://{node.address}:{port}{path}", timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+
+    def exec(self, node: NodePlan, argv: list[str], user: str = "root") -> tuple[int, str]:
+        c = self.runtime.container(node)
+        if c is None:
+            raise LabError(f"node {node.name}: container {node.container} does not exist")
+        try:
+            code, out = c.exec_run(argv, user=user)
+        except APIError as exc:
+            raise LabError(f"node {node.name}: cannot run {argv[0]}: {exc.explanation}") from None
+        return code, out.decode(errors="replace")
+
+    def running(self, node: NodePlan) -> bool:
+        c = self.runtime.container(node)
+        return c is not None and c.status == "running"
+
+    def addresses(self, node: NodePlan) -> set[IPv4Address]:
+        """IPv4 addresses on the node's interfaces (empty if it cannot be asked)."""
+        try:
+            code, out = self.exec(node, ["ip", "-4", "-o", "addr", "show"])
+        except LabError:
+            return set()
+        if code != 0:
+            return set()
+        found = set()
+        for line in out.splitlines():
+            parts = line.split()
+            if "inet" in parts:
+                found.add(IPv4Address(parts[parts.index("inet") + 1].split("/")[0]))
+        return found

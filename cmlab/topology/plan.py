@@ -1,0 +1,117 @@
+"""The resolved lab: every name, address and parameter decided.
+
+A :class:`LabPlan` is what the runtime and the engines work from. It is plain
+data, serialised as JSON into the label ``cmlab.plan`` of every container, so
+that ``status``, ``down`` and the faults can read a lab back from Docker alone,
+even when the topology file is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cmlab.topology.schema import Role
+
+#: Prefix of every Docker object name cmlab creates.
+PREFIX = "cmlab"
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class AzPlan(_Plan):
+    name: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+    #: The router container's address in this AZ; None when the lab has one AZ.
+    router_address: IPv4Address | None
+    priority: int
+    network: str
+
+
+class NodePlan(_Plan):
+    name: str
+    az: str
+    roles: tuple[Role, ...]
+    address: IPv4Address
+    container: str
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+class VipPlan(_Plan):
+    name: str
+    az: str
+    address: IPv4Address
+    prefixlen: int
+
+
+class LabPlan(_Plan):
+    name: str
+    engine: str
+    #: Engine parameters with the engine's defaults filled in.
+    parameters: dict[str, Any]
+    network_driver: str
+    azs: tuple[AzPlan, ...]
+    nodes: tuple[NodePlan, ...]
+    vips: tuple[VipPlan, ...]
+    #: The router container's name when the lab has more than one AZ.
+    router: str | None
+
+    def node(self, name: str) -> NodePlan:
+        """The node called ``name``; raises ``KeyError`` naming the known nodes."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node '{name}' in lab '{self.name}' (nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def az(self, name: str) -> AzPlan:
+        for a in self.azs:
+            if a.name == name:
+                return a
+        raise KeyError(f"no AZ '{name}' in lab '{self.name}'")
+
+    def nodes_with(self, role: Role) -> list[NodePlan]:
+        return [n for n in self.nodes if n.has(role)]
+
+    def vip_of_az(self, az: str) -> VipPlan | None:
+        return next((v for v in self.vips if v.az == az), None)
+
+    def routes_for(self, node: NodePlan) -> list[tuple[IPv4Network, IPv4Address]]:
+        """Routes ``(destination subnet, via)`` that send a node's traffic for
+        other AZs through the router, where inter-AZ faults apply."""
+        own = self.az(node.az)
+        if own.router_address is None:
+            return []
+        return [(a.subnet, own.router_address) for a in self.azs if a.name != node.az]
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabPlan":
+        return cls.model_validate_json(text)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the plan: two `up`s of the same plan are the same lab."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def container_name(lab: str, node: str) -> str:
+    return f"{PREFIX}-{lab}-{node}"
+
+
+def network_name(lab: str, az: str) -> str:
+    return f"{PREFIX}-{lab}-{az}"
+
+
+def router_name(lab: str) -> str:
+    return f"{PREFIX}-{lab}-router"

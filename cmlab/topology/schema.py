@@ -1,0 +1,86 @@
+"""The topology file, as the user writes it (pydantic v2 models).
+
+Structural rules (types, names, required keys) live here; rules that relate
+several parts of the file (unknown AZ, overlapping subnets, a VIP outside its
+AZ) live in :mod:`cmlab.topology.resolve`, and engine rules (quorum size,
+timing) live on each engine. ``cmlab schema`` prints the JSON Schema of
+:class:`Topology` so that editors can complete the file.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: Lab, AZ, node and VIP names become container names, hostnames and
+#: network names, so they are short DNS labels.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,19}$")]
+NAME_HINT = "a name starts with a lowercase letter and has at most 20 of a-z, 0-9 and '-'"
+
+
+class Role(StrEnum):
+    """What a node runs. ``database``: a database instance (a DN for CM, a
+    PostgreSQL + Patroni member for Patroni). ``quorum``: a member of the
+    consensus group that arbitrates (a CMS for CM, an etcd member for Patroni).
+    """
+
+    database = "database"
+    quorum = "quorum"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AzSpec(_Strict):
+    """An availability zone: one L2 network."""
+
+    name: Name
+    subnet: IPv4Network | None = Field(
+        default=None, description="IPv4 subnet of the AZ network; allocated from a free pool when omitted"
+    )
+    priority: int = Field(default=1, ge=1, description="AZ priority (CM's azPriority); lower is preferred")
+
+
+class NodeSpec(_Strict):
+    """A host of the lab: one container."""
+
+    name: Name
+    az: Name
+    roles: list[Role] = Field(default_factory=lambda: [Role.database, Role.quorum], min_length=1)
+    address: IPv4Address | None = Field(default=None, description="static address; allocated in the AZ subnet when omitted")
+
+
+class VipSpec(_Strict):
+    """A virtual IP that follows the primary while the primary is in this AZ."""
+
+    name: Name | None = Field(default=None, description="defaults to vip-<az>")
+    az: Name
+    address: IPv4Address | None = Field(
+        default=None, description="an address of the AZ subnet that no node uses; allocated when omitted"
+    )
+
+
+class NetworkSpec(_Strict):
+    """How AZ networks are made."""
+
+    driver: Literal["bridge", "overlay"] = Field(
+        default="bridge", description="bridge: one host; overlay: Docker Swarm across hosts"
+    )
+
+
+class Topology(_Strict):
+    """A cmlab topology file."""
+
+    name: Name = Field(description="the lab name; every resource carries the label cmlab.lab=<name>")
+    engine: str = Field(default="postgres-patroni", description="the engine (cluster manager) the lab runs")
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    azs: list[AzSpec] = Field(min_length=1)
+    nodes: list[NodeSpec] = Field(min_length=1)
+    vips: list[VipSpec] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="engine parameters; `cmlab schema --engine NAME` lists them"
+    )

@@ -62,7 +62,7 @@ def _lab_name(arg: str | None) -> str:
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """cmlab: build, run, break and measure cluster-manager labs in containers."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     ctx.obj = Progress(err, verbose=verbose)
 
 

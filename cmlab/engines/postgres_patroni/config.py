@@ -97,7 +97,8 @@ def patroni_yml(plan: LabPlan, node: NodePlan, p: PatroniParameters) -> str:
                 "replication": {"username": REPLICATION[0], "password": REPLICATION[1]},
                 "rewind": {"username": REWIND[0], "password": REWIND[1]},
             },
-            "parameters": {"unix_socket_directories": "/var/run/postgresql"},
+            # cmlab.node names the server to the probes (cmlab.probes.writer).
+            "parameters": {"unix_socket_directories": "/var/run/postgresql", "cmlab.node": node.name},
             "pg_hba": hba,
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},

@@ -1,0 +1,1 @@
+"""Probes: clients that exercise the cluster and record what they saw."""

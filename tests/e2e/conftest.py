@@ -1,0 +1,57 @@
+"""Fixtures of the end-to-end tests: real images, real containers.
+
+Each test module brings up its own lab from an example topology, renamed and
+with its subnets left to the allocator so that it never collides with a lab a
+developer has up. Teardown removes the lab and asserts nothing is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cmlab.api import Lab
+from cmlab.errors import DockerUnavailable
+from cmlab.runtime.client import connect
+from cmlab.runtime.docker import DockerRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+EMPTY = {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        return connect()
+    except DockerUnavailable as exc:
+        pytest.skip(f"no Docker Engine: {exc}")
+
+
+def example_topology(tmp_path: Path, example: str, name: str) -> Path:
+    """A copy of ``topologies/<example>.yaml`` named ``name``, with subnets and
+    VIP addresses left out (allocated from the free pool)."""
+    data = yaml.safe_load((ROOT / "topologies" / f"{example}.yaml").read_text())
+    data["name"] = name
+    for az in data["azs"]:
+        az.pop("subnet", None)
+    for vip in data.get("vips", []):
+        vip.pop("address", None)
+    for node in data["nodes"]:
+        node.pop("address", None)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def lab_up(path: Path) -> Iterator[Lab]:
+    lab = Lab.from_topology(path)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+        left = DockerRuntime(lab.client).leftovers(lab.plan.name)
+        assert left == EMPTY, f"down left objects of lab {lab.plan.name}: {left}"

@@ -55,3 +55,17 @@ def lab_up(path: Path) -> Iterator[Lab]:
         lab.down()
         left = DockerRuntime(lab.client).leftovers(lab.plan.name)
         assert left == EMPTY, f"down left objects of lab {lab.plan.name}: {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_lab_left_behind(request):
+    """After the suite, no object of a test lab (named e2e-*) may remain."""
+    yield
+    try:
+        runtime = DockerRuntime(connect())
+    except DockerUnavailable:
+        return
+    stray = [lab for lab in runtime.labs() if lab.startswith("e2e-")]
+    for lab in stray:
+        runtime.remove(lab)
+    assert not stray, f"test labs left behind (now removed): {stray}"

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Benchmark of the lab life cycle; prints numbers, asserts nothing.
+
+    .venv/bin/python ci/bench_up.py [--trials 3] [--cold]
+
+Prints: cold image build (with --cold: the base and engine images are
+removed first), no-op rebuild, warm `up` of the quickstart topology to a
+ready cluster with the VIP on the primary, `down`, and the lab's peak memory
+(sum over containers of the kernel's max usage, cgroup v1; or current usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cmlab.api import Lab  # noqa: E402
+from cmlab.images.build import ImageBuilder  # noqa: E402
+from cmlab.runtime.client import connect  # noqa: E402
+
+
+def spread(xs: list[float]) -> str:
+    return f"min {min(xs):.2f} / median {statistics.median(xs):.2f} / max {max(xs):.2f} s (n={len(xs)})"
+
+
+def peak_memory(lab: Lab) -> int:
+    total = 0
+    for c in lab.runtime.containers(lab.plan.name):
+        mem = c.stats(stream=False).get("memory_stats", {})
+        total += int(mem.get("max_usage") or mem.get("usage") or 0)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--cold", action="store_true", help="remove the images first and time a cold build")
+    args = ap.parse_args()
+
+    client = connect()
+    tmp = Path(tempfile.mkdtemp(prefix="cmlab-bench-"))
+    data = yaml.safe_load((ROOT / "topologies" / "quickstart.yaml").read_text())
+    data["name"] = "bench-up"
+    for az in data["azs"]:
+        az.pop("subnet", None)
+    for vip in data.get("vips", []):
+        vip.pop("address", None)
+    path = tmp / "bench-up.yaml"
+    path.write_text(yaml.safe_dump(data))
+    lab = Lab.from_topology(path)
+    lab.down()
+    builder = ImageBuilder(client)
+    engine_tag, base_tag = builder.engine_tag(lab.engine.recipe), builder.base_tag()
+
+    if args.cold:
+        for tag in (engine_tag, base_tag):
+            if client.images.list(name=tag):
+                client.images.remove(tag, force=True)
+        t0 = time.monotonic()
+        lab.build()
+        print(f"cold image build (base + {lab.engine.name}): {time.monotonic() - t0:.1f} s")
+    else:
+        lab.build()
+    noop = []
+    for _ in range(args.trials):
+        t0 = time.monotonic()
+        lab.build()
+        noop.append(time.monotonic() - t0)
+    print(f"no-op rebuild (in process): {spread(noop)}")
+    cli = []
+    for _ in range(args.trials):
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "cmlab.cli", "build", str(path)], check=True, capture_output=True)
+        cli.append(time.monotonic() - t0)
+    print(f"no-op `cmlab build` (a new process): {spread(cli)}")
+
+    ups, downs, peaks = [], [], []
+    for _ in range(args.trials):
+        t0 = time.monotonic()
+        status = lab.up()
+        ups.append(time.monotonic() - t0)
+        assert status.ready
+        peaks.append(peak_memory(lab))
+        t0 = time.monotonic()
+        lab.down()
+        downs.append(time.monotonic() - t0)
+    print(f"warm up to ready (VIP on the primary): {spread(ups)}")
+    print(f"down: {spread(downs)}")
+    print(f"lab peak memory: max {max(peaks) / 2**20:.0f} MiB over {len(peaks)} trials (3 nodes)")
+
+
+if __name__ == "__main__":
+    main()

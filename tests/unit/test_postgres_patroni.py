@@ -1,0 +1,105 @@
+"""The postgres-patroni engine's generated configuration and its reading of Patroni."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cmlab.engines.base import NodeRole
+from cmlab.engines.postgres_patroni import PostgresPatroni
+from cmlab.engines.postgres_patroni import config
+from cmlab.engines.registry import default_registry
+from cmlab.topology import load
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = PostgresPatroni()
+
+
+def two_az():
+    return load(ROOT / "topologies" / "two-az.yaml", default_registry())
+
+
+def test_patroni_uses_etcd_v2_on_every_quorum_member_and_the_lab_timing():
+    plan = two_az()
+    conf = json.loads(config.patroni_yml(plan, plan.node("pg3"), ENGINE.params(plan)))
+    quorum = [f"{plan.node(n).address}:2379" for n in ("pg1", "pg2", "pg4")]
+    assert conf["etcd"] == {"hosts": quorum}  # `etcd:` (v2), for vip-manager 1.0.2
+    assert conf["scope"] == "two-az" and conf["name"] == "pg3"
+    dcs = conf["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (10, 2, 4, True)
+    assert conf["postgresql"]["listen"] == "0.0.0.0:5432"
+    assert conf["postgresql"]["connect_address"] == f"{plan.node('pg3').address}:5432"
+    assert conf["postgresql"]["parameters"]["cmlab.node"] == "pg3"
+
+
+def test_etcd_runs_only_on_quorum_nodes_with_v2_enabled():
+    plan = two_az()
+    for name, has_etcd in (("pg1", True), ("pg3", False), ("pg4", True), ("pg5", False)):
+        conf = config.supervisord_conf(plan, plan.node(name), ENGINE.params(plan))
+        assert ("[program:etcd]" in conf) is has_etcd
+        assert "[program:patroni]" in conf
+    cmd = config.etcd_command(plan, plan.node("pg1"), ENGINE.params(plan))
+    assert "--enable-v2=true" in cmd
+    assert any(a.startswith("--initial-cluster=pg1=http://") and "pg4=http://" in a for a in cmd)
+
+
+def test_vip_manager_watches_the_leader_key_for_its_own_name_with_the_vip_of_its_az():
+    plan = two_az()
+    for name in ("pg1", "pg5"):
+        node = plan.node(name)
+        conf = json.loads(config.vip_manager_yml(plan, node, ENGINE.params(plan)))
+        assert conf["trigger-key"] == "/service/two-az/leader"
+        assert conf["trigger-value"] == name
+        assert conf["ip"] == str(plan.vip_of_az(node.az).address)
+    sup = config.supervisord_conf(plan, plan.node("pg1"), ENGINE.params(plan))
+    assert "[program:vip-manager]" in sup and "stopsignal=INT" in sup
+
+
+def test_container_spec_gives_volumes_files_and_capabilities_by_role():
+    plan = two_az()
+    spec = ENGINE.container(plan, plan.node("pg1"))
+    assert set(spec.volumes) == {"/var/lib/postgresql", "/var/lib/etcd"}
+    assert {config.PATRONI_YML, config.SUPERVISORD_CONF, config.VIP_MANAGER_YML} <= set(spec.files)
+    assert spec.files[config.PATRONI_YML].uid == 101  # postgres, fixed in the image recipe
+    assert "NET_ADMIN" in spec.cap_add
+    assert set(ENGINE.container(plan, plan.node("pg5")).volumes) == {"/var/lib/postgresql"}
+
+
+def test_timing_derives_from_the_parameters():
+    plan = two_az()
+    t = ENGINE.timing(plan)
+    assert t.failover_s == 10 + 2 + 5
+    assert t.start_s > t.failover_s and t.poll_s <= 0.5
+
+
+class FakeAccess:
+    def __init__(self, cluster, running=None):
+        self.cluster, self.running_ = cluster, running or {}
+
+    def running(self, node):
+        return self.running_.get(node.name, True)
+
+    def http_json(self, node, port, path, timeout_s):
+        if port == 2379:
+            return {"health": "true"}
+        return self.cluster
+
+    def exec(self, node, argv, user="root"):
+        raise AssertionError("not used")
+
+
+def test_observe_maps_patroni_roles_and_reports_readiness():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    cluster = {"members": [
+        {"name": "pg1", "role": "leader", "state": "running", "timeline": 1},
+        {"name": "pg2", "role": "sync_standby", "state": "running", "lag": 0, "timeline": 1},
+        {"name": "pg3", "role": "replica", "state": "running", "lag": 16, "timeline": 1},
+    ]}
+    state = ENGINE.observe(plan, FakeAccess(cluster))
+    assert [(n.name, n.role) for n in state.nodes] == [
+        ("pg1", NodeRole.primary), ("pg2", NodeRole.sync_standby), ("pg3", NodeRole.standby)]
+    assert state.ready and state.node("pg3").lag_bytes == 16
+
+    down = ENGINE.observe(plan, FakeAccess({"members": cluster["members"][1:]}, running={"pg1": False}))
+    assert down.node("pg1").role is NodeRole.down
+    assert not down.ready and "0 primaries" in down.not_ready

@@ -158,12 +158,16 @@ class Lab:
             with self.progress.step(f"creating lab '{self.plan.name}' ({len(self.plan.nodes)} nodes, {len(self.plan.azs)} AZ)"):
                 try:
                     self.runtime.create_networks(self.plan)
-                    created = [c for c in [self.runtime.create_router(self.plan, router_image)] if c is not None]
-                    created += [
-                        self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node))
+                    router = self.runtime.create_router(self.plan, router_image)
+                    nodes = {
+                        node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node))
                         for node in self.plan.nodes
-                    ]
-                    self.runtime.start(created)
+                    }
+                    if router is not None:
+                        self.runtime.start([router])
+                    for group in self.engine.start_groups(self.plan):
+                        self.runtime.start([nodes[n.name] for n in group])
+                    self.engine.after_start(self.plan, self.runtime.access(self.plan))
                 except Exception as exc:
                     self.runtime.remove(self.plan.name)
                     if isinstance(exc, LabError):

@@ -194,6 +194,17 @@ class Engine(ABC):
     def container(self, plan: "LabPlan", node: "NodePlan") -> ContainerSpec:
         """What the node's container runs and the configuration it is given."""
 
+    def start_groups(self, plan: "LabPlan") -> list[list["NodePlan"]]:
+        """The order in which node containers start: each group starts after
+        the previous one is running. Default: all nodes at once (Patroni and
+        etcd sort themselves out; CM's om_monitor does too)."""
+        return [list(plan.nodes)]
+
+    def after_start(self, plan: "LabPlan", access: NodeAccess) -> None:
+        """Runs once every container has started, before the wait for a ready
+        cluster (e.g. per-node ``cm_ctl set -n <id>`` where CM would use ssh).
+        Default: nothing."""
+
     @abstractmethod
     def timing(self, plan: "LabPlan") -> Timing:
         """Deadlines derived from the plan's timing parameters."""

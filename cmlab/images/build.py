@@ -79,6 +79,9 @@ class ImageBuilder:
         self._lock = FileLock(str(lock_dir / "cmlab-image-build.lock"), timeout=BUILD_TIMEOUT_S)
 
     def base_tag(self) -> str:
+        given = os.environ.get("CMLAB_BASE_IMAGE", "").strip()
+        if given:
+            return given
         base = self.root / "base"
         return f"cmlab/base:{_hash(folder_digest(base), debian.SUITE, *debian.sources())}"
 
@@ -95,8 +98,16 @@ class ImageBuilder:
     def base(self) -> BuiltImage:
         """The Debian base image, bootstrapped if missing.
 
-        :raises ImageBuildError: mmdebstrap is missing or fails, or the import fails.
+        ``CMLAB_BASE_IMAGE`` names an image to use instead (for users who have a
+        registry, or a base of their own); it must be Debian 12 and hold what
+        ``images/base/include.txt`` lists plus ``/usr/local/bin/cmlab-init``.
+
+        :raises ImageBuildError: mmdebstrap is missing or fails, the import
+            fails, or ``CMLAB_BASE_IMAGE`` can be neither found nor pulled.
         """
+        given = os.environ.get("CMLAB_BASE_IMAGE", "").strip()
+        if given:
+            return self._given_base(given)
         tag = self.base_tag()
         if self._exists(tag):
             return BuiltImage(tag, cached=True)
@@ -105,6 +116,17 @@ class ImageBuilder:
                 return BuiltImage(tag, cached=True)
             with self.progress.step(f"bootstrapping {tag} from Debian {debian.SUITE} (mmdebstrap)"):
                 self._bootstrap(tag)
+        return BuiltImage(tag, cached=False)
+
+    def _given_base(self, tag: str) -> BuiltImage:
+        if self._exists(tag):
+            return BuiltImage(tag, cached=True)
+        with self.progress.step(f"pulling {tag} (CMLAB_BASE_IMAGE)"):
+            try:
+                self.client.images.pull(tag)
+            except docker.errors.APIError as exc:
+                raise ImageBuildError(f"CMLAB_BASE_IMAGE={tag}: not here and cannot be pulled ({exc.explanation}); "
+                                      "unset it to bootstrap the base from Debian's packages") from None
         return BuiltImage(tag, cached=False)
 
     def _bootstrap(self, tag: str) -> None:

@@ -112,35 +112,27 @@ def structural_issues(topo: Topology) -> list[Issue]:
 
 
 def _address_issues(topo: Topology, subnets: dict[str, IPv4Network]) -> list[Issue]:
+    """Given node and VIP addresses: inside their AZ, not reserved, not shared."""
     issues: list[Issue] = []
+    given = {a.name for a in topo.azs if a.subnet is not None}
+    routed = len(subnets) > 1
     used: dict[IPv4Address, str] = {}
-    for i, node in enumerate(topo.nodes):
-        if node.address is None or node.az not in subnets:
+    items = [(f"nodes[{i}]", "", n.az, n.address) for i, n in enumerate(topo.nodes)]
+    items += [(f"vips[{i}]", "VIP ", v.az, v.address) for i, v in enumerate(topo.vips)]
+    for owner, what, az, address in items:
+        if address is None or az not in subnets:
             continue
-        where = f"nodes[{i}].address"
-        subnet = subnets[node.az]
-        if not topo.azs[[a.name for a in topo.azs].index(node.az)].subnet:
-            issues.append(Issue(where, "an address needs its AZ's subnet to be given", f"give AZ '{node.az}' a subnet, or drop the address"))
-        elif node.address not in subnet or node.address in (subnet.network_address, subnet.broadcast_address):
-            issues.append(Issue(where, f"{node.address} is not a host address of AZ '{node.az}' ({subnet})", f"pick an address inside {subnet}"))
-        elif node.address in _reserved(subnet, len(subnets) > 1):
-            issues.append(Issue(where, f"{node.address} is reserved (gateway or router)", "pick another address"))
-        elif node.address in used:
-            issues.append(Issue(where, f"{node.address} is also the address of {used[node.address]}", "give each node its own address"))
-        used[node.address] = f"nodes[{i}]"
-    for i, vip in enumerate(topo.vips):
-        if vip.address is None or vip.az not in subnets:
-            continue
-        where = f"vips[{i}].address"
-        subnet = subnets[vip.az]
-        if not topo.azs[[a.name for a in topo.azs].index(vip.az)].subnet:
-            issues.append(Issue(where, "a VIP address needs its AZ's subnet to be given", f"give AZ '{vip.az}' a subnet, or drop the address"))
-        elif vip.address not in subnet or vip.address in (subnet.network_address, subnet.broadcast_address):
-            issues.append(Issue(where, f"VIP {vip.address} is outside AZ '{vip.az}' ({subnet})", f"a VIP lives in its AZ's L2 network: pick an address inside {subnet}"))
-        elif vip.address in used:
-            issues.append(Issue(where, f"VIP {vip.address} is the address of {used[vip.address]}", "pick an address no node uses"))
-        elif vip.address in _reserved(subnet, len(subnets) > 1):
-            issues.append(Issue(where, f"VIP {vip.address} is reserved (gateway or router)", "pick another address"))
+        where, subnet = f"{owner}.address", subnets[az]
+        if az not in given:
+            issues.append(Issue(where, f"a {what}address needs its AZ's subnet to be given", f"give AZ '{az}' a subnet, or drop the address"))
+        elif address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+            issues.append(Issue(where, f"{what}{address} is outside AZ '{az}' ({subnet})",
+                                f"an address lives in its AZ's L2 network: pick one inside {subnet}"))
+        elif address in used:
+            issues.append(Issue(where, f"{what}{address} is the address of {used[address]}", "give each node and VIP its own address"))
+        elif address in _reserved(subnet, routed):
+            issues.append(Issue(where, f"{what}{address} is reserved (gateway or router)", "pick another address"))
+        used[address] = owner
     return issues
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cmlab needs on a Debian or Ubuntu host, then cmlab itself into .venv.
 #   system: mmdebstrap (bootstraps the base image from Debian's packages),
+#           nftables, iproute2, util-linux, iputils-arping (faults, injected from the host),
 #           Docker Engine (docker.io) when none is installed, python3-venv
 #   python: cmlab and its test extra, in ./.venv
 # Safe to run again: it only installs what is missing.
@@ -11,6 +12,11 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+# Fault injection from the host: nft, tc/ip, nsenter, arping.
+command -v nft >/dev/null || missing+=(nftables)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nsenter >/dev/null || missing+=(util-linux)
+command -v arping >/dev/null || missing+=(iputils-arping)
 command -v docker >/dev/null || missing+=(docker.io)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

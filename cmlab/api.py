@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 
@@ -22,12 +22,16 @@ from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import LabError, WaitTimeout
 from cmlab.images.build import ImageBuilder
-from cmlab.progress import Progress, Quiet
+from cmlab.progress import Progress, Quiet, log
+from cmlab.state import remove_lab_state
 from cmlab.runtime.client import connect
 from cmlab.runtime.docker import DockerRuntime, Removed
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.wait import wait_for
+
+if TYPE_CHECKING:
+    from cmlab.faults.nemesis import Nemesis
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,15 @@ class Lab:
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
 
     def down(self) -> Removed:
-        """Remove every object of the lab (by label). Safe to run twice."""
+        """Heal every fault, then remove every object of the lab (by label).
+        Safe to run twice."""
         return down(self.plan.name, self.client)
+
+    def nemesis(self, seed: int | None = None) -> "Nemesis":
+        """The lab's faults (see :mod:`cmlab.faults.nemesis`)."""
+        from cmlab.faults.nemesis import Nemesis
+
+        return Nemesis(self, seed)
 
     # ---- observing ------------------------------------------------------------------
 
@@ -267,9 +278,20 @@ def labs(client: docker.DockerClient | None = None) -> list[str]:
 
 
 def down(name: str, client: docker.DockerClient | None = None) -> Removed:
-    """Remove every object labelled ``cmlab.lab=<name>``; works from labels
-    alone, with no topology file. Safe to run twice."""
-    return DockerRuntime(client or connect()).remove(name)
+    """Heal the lab's faults, then remove every object labelled
+    ``cmlab.lab=<name>`` and the lab's state; works from labels alone, with no
+    topology file. Safe to run twice."""
+    client = client or connect()
+    runtime = DockerRuntime(client)
+    plan = runtime.read_plan(name)
+    if plan is not None:
+        try:
+            Lab(plan, default_registry().get(plan.engine), client).nemesis().heal()
+        except Exception as exc:  # noqa: BLE001 - removal below takes the faults with the containers
+            log.warning("lab %s: heal before down failed (%s); removing anyway", name, exc)
+    removed = runtime.remove(name)
+    remove_lab_state(name)
+    return removed
 
 
 def status_json(status: LabStatus) -> str:

@@ -76,3 +76,13 @@ class WaitTimeout(CmlabError):
 
 class UnknownEngine(CmlabError):
     """The topology names an engine that is not registered."""
+
+
+class FaultError(CmlabError):
+    """A fault cannot be applied or undone (bad target, nonsense for the
+    engine, or a step failed). Nothing of it stays applied."""
+
+
+class Unsupported(FaultError):
+    """This host cannot do the fault (a missing kernel feature, tool or
+    privilege); the message says what is missing."""

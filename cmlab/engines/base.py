@@ -214,6 +214,11 @@ class Engine(ABC):
         """Read the cluster's roles and health. Never raises for an
         unreachable node: it is reported as down or unknown."""
 
+    def quorum_leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
+        """The node that leads the quorum group now (etcd leader, CMS primary),
+        or None when none can be seen or the engine cannot tell."""
+        return None
+
     @abstractmethod
     def dsn(self, plan: "LabPlan", host: str) -> str:
         """A libpq connection string for a client writing to ``host`` (a node

@@ -100,6 +100,16 @@ class PostgresPatroni(Engine):
     def dsn(self, plan: LabPlan, host: str) -> str:
         return f"host={host} port={config.PG_PORT} user={config.SUPERUSER[0]} password={config.SUPERUSER[1]} dbname=postgres"
 
+    def quorum_leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
+        """The etcd leader, from each member's ``/v2/stats/self`` (``StateLeader``)."""
+        for node in plan.nodes_with(Role.quorum):
+            try:
+                if access.http_json(node, config.ETCD_CLIENT_PORT, "/v2/stats/self", HTTP_TIMEOUT_S).get("state") == "StateLeader":
+                    return node.name
+            except (OSError, ValueError):
+                continue
+        return None
+
     def observe(self, plan: LabPlan, access: NodeAccess) -> ClusterState:
         running = {n.name: access.running(n) for n in plan.nodes}
         members: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,104 @@
+"""The fault contract.
+
+A fault is a frozen dataclass of *concrete* parameters (node names already
+resolved from targets), so that what was applied is exactly what is undone.
+``apply`` puts it in effect; ``undo`` removes it and is idempotent; ``observe``
+says whether it is in effect now, read from the kernel or Docker, not from
+memory. A fault whose effect is an instant (a kill, a restart, a gratuitous
+ARP) is not ``reversible``: it is logged but never listed as active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from docker.errors import NotFound
+from docker.models.containers import Container
+
+from cmlab.engines.base import Engine
+from cmlab.errors import FaultError
+from cmlab.faults.netns import ContainerNetns
+from cmlab.runtime.docker import DockerRuntime
+from cmlab.topology.plan import LabPlan
+
+#: Every fault class, by kind, for reading records back.
+FAULTS: dict[str, type["Fault"]] = {}
+
+
+@dataclass
+class FaultContext:
+    """What a fault acts on: the lab's plan, its Docker objects, its engine."""
+
+    plan: LabPlan
+    runtime: DockerRuntime
+    engine: Engine
+
+    def container(self, node: str) -> Container:
+        """The container of a node, or the router's when ``node`` is the router's name."""
+        name = self.plan.router if node == self.plan.router else self.plan.node(node).container
+        try:
+            return self.runtime.client.containers.get(name)
+        except NotFound:
+            raise FaultError(f"{node}: container {name} does not exist") from None
+
+    def netns(self, node: str) -> ContainerNetns:
+        return ContainerNetns(self.container(node))
+
+    def address(self, node: str) -> str:
+        return str(self.plan.node(node).address)
+
+
+class Fault(ABC):
+    """Base of every fault. Subclasses are frozen dataclasses."""
+
+    kind: ClassVar[str]
+    #: False for faults whose effect is an instant (kill, restart, ARP).
+    reversible: ClassVar[bool] = True
+    #: Host capabilities needed (names of :func:`cmlab.faults.host.capabilities`).
+    requires: ClassVar[frozenset[str]] = frozenset({"root"})
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "kind" in cls.__dict__:
+            FAULTS[cls.kind] = cls
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @property
+    def key(self) -> str:
+        """Stable id of the fault: the same fault applied twice has the same key."""
+        digest = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.kind.replace('-', '_')}_{digest}"
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for people: what is cut, lost, frozen."""
+
+    @abstractmethod
+    def apply(self, ctx: FaultContext) -> None:
+        """Put the fault in effect. Raises :class:`FaultError` on failure."""
+
+    def undo(self, ctx: FaultContext) -> None:
+        """Remove the fault; harmless when it is not in effect."""
+
+    def observe(self, ctx: FaultContext) -> bool | None:
+        """Whether the fault is in effect now (None: cannot tell)."""
+        return None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "params": self.params(), "describe": self.describe()}
+
+    @staticmethod
+    def from_record(record: dict[str, Any]) -> "Fault":
+        cls = FAULTS[record["kind"]]
+        return cls(**{k: _tuplify(v) for k, v in record["params"].items()})  # type: ignore[call-arg]
+
+
+def _tuplify(value: Any) -> Any:
+    """JSON gives lists back; the frozen dataclasses hold tuples."""
+    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value

@@ -1,0 +1,114 @@
+"""What this host can do, probed, never assumed (``cmlab doctor``).
+
+Kernel features are probed in a scratch network namespace that is removed
+at once: a qdisc or nftables expression the kernel lacks fails there, not in
+a lab. Each capability says what it enables and, when missing, why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmlab.errors import Unsupported
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    ok: bool
+    detail: str
+    #: What it enables.
+    enables: str
+
+
+def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=20)
+
+
+def _scratch_netns_probe() -> dict[str, tuple[bool, str]]:
+    """Try nftables (numgen), tbf and netem in a throwaway namespace."""
+    from pyroute2 import NetNS, netns
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    name = f"cmlab-probe-{os.getpid()}"
+    out: dict[str, tuple[bool, str]] = {}
+    try:
+        netns.create(name)
+    except Exception as exc:  # noqa: BLE001 - any failure means: cannot probe
+        reason = f"cannot create a network namespace ({exc})"
+        return {k: (False, reason) for k in ("nft", "tbf", "netem")}
+    try:
+        ns = NetNS(name)
+        try:
+            # The namespace's own loopback: no link kind (dummy, veth) needs to exist.
+            index = ns.link_lookup(ifname="lo")[0]
+            ns.link("set", index=index, state="up")
+            for kind, args in (("tbf", {"rate": "1mbit", "burst": 32768, "latency": "100ms"}), ("netem", {"delay": 1000})):
+                try:
+                    ns.tc("add", kind, index, handle=0xC1AB0000, **args)
+                    ns.tc("del", index=index, handle=0xC1AB0000, parent=0xFFFFFFFF)
+                    out[kind] = (True, "kernel qdisc present")
+                except NetlinkError as exc:
+                    out[kind] = (False, f"the kernel has no '{kind}' qdisc (sch_{kind}: {exc.args[1] if len(exc.args) > 1 else exc})")
+        finally:
+            ns.close()
+        if shutil.which("nft"):
+            script = ("add table inet cmlab_probe\n"
+                      "add chain inet cmlab_probe c { type filter hook output priority 0 ; }\n"
+                      "add rule inet cmlab_probe c numgen random mod 100 < 1 drop\n"
+                      "delete table inet cmlab_probe\n")
+            proc = _run(["ip", "netns", "exec", name, "nft", "-f", "-"], stdin=script)
+            out["nft"] = (proc.returncode == 0, "nftables with numgen works" if proc.returncode == 0 else proc.stderr.strip())
+        else:
+            out["nft"] = (False, "the nft command is missing (apt-get install nftables)")
+    finally:
+        netns.remove(name)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def capabilities() -> dict[str, Capability]:
+    """Every capability, probed once per process."""
+    caps: list[Capability] = []
+    root = os.geteuid() == 0
+    caps.append(Capability("root", root, "running as root" if root else f"running as uid {os.geteuid()}: faults enter container namespaces and need root",
+                           "every network, process and VIP fault"))
+    try:
+        from cmlab.runtime.client import connect
+
+        info = connect().info()
+        caps.append(Capability("docker", True, f"Docker {info.get('ServerVersion')}", "labs"))
+        swarm = (info.get("Swarm") or {}).get("LocalNodeState", "inactive")
+        caps.append(Capability("swarm", swarm == "active", f"swarm {swarm}", "overlay networks across hosts"))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        caps.append(Capability("docker", False, str(exc), "labs"))
+    for tool, pkg, enables in (("nsenter", "util-linux", "entering container namespaces"),
+                               ("arping", "iputils-arping", "gratuitous-ARP faults"),
+                               ("losetup", "mount", "loop-device disks")):
+        path = shutil.which(tool)
+        caps.append(Capability(tool, path is not None, path or f"missing (apt-get install {pkg})", enables))
+    if root:
+        probed = _scratch_netns_probe()
+    else:
+        probed = {k: (False, "needs root to probe") for k in ("nft", "tbf", "netem")}
+    for name, enables in (("nft", "partitions and packet loss"), ("tbf", "bandwidth limits"), ("netem", "delay and jitter")):
+        ok, detail = probed[name]
+        caps.append(Capability(name, ok, detail, enables))
+    loop = Path("/dev/loop-control").exists()
+    caps.append(Capability("loop", loop, "/dev/loop-control present" if loop else "no /dev/loop-control (modprobe loop)", "voting and shared disks"))
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    caps.append(Capability("cgroup2", v2, "cgroup v2" if v2 else "cgroup v1", "informational: pause and freeze work on both"))
+    return {c.name: c for c in caps}
+
+
+def require(names: frozenset[str], what: str) -> None:
+    """Raise :class:`Unsupported` naming what ``what`` needs and this host lacks."""
+    caps = capabilities()
+    missing = [caps[n] for n in sorted(names) if n in caps and not caps[n].ok]
+    if missing:
+        raise Unsupported(f"{what} is not possible on this host: " + "; ".join(f"{c.name}: {c.detail}" for c in missing))

@@ -1,0 +1,307 @@
+"""The nemesis of one lab: builds faults from targets, applies, records,
+lists and heals them.
+
+* Targets are resolved once, when a fault is built, so the record holds the
+  concrete nodes and undo is exact.
+* ``apply`` checks the host can do the fault first, and undoes whatever was
+  done if a step fails: a fault is applied whole or not at all.
+* The record of active faults lives in the lab's state directory (several
+  CLI calls share it, under a file lock); the event log gets the monotonic
+  times of every apply and undo.
+* ``heal`` undoes every recorded fault, then sweeps every lab namespace for
+  cmlab's own table, qdiscs and downed links, so nothing is left even if a
+  record was lost. It never touches what cmlab did not create.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
+
+from cmlab.engines.base import ClusterState
+from cmlab.errors import FaultError
+from cmlab.events import EventLog
+from cmlab.faults import grudge as grudges
+from cmlab.faults import targets
+from cmlab.faults.base import Fault, FaultContext
+from cmlab.faults.host import require
+from cmlab.faults.netns import ContainerNetns
+from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
+                                  remove_qdiscs, set_links)
+from cmlab.faults.process import Freeze, Kill, Pause, Restart, Stop
+from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_address, vip_of
+from cmlab.state import lab_state_dir
+
+if TYPE_CHECKING:
+    from cmlab.api import Lab
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A fault put in effect.
+
+    :param t_call: monotonic time the call began, seconds.
+    :param t_effect: monotonic time the fault was in effect (the call returned), seconds.
+    """
+
+    fault: Fault
+    t_call: float
+    t_effect: float
+
+
+class Nemesis:
+    """Faults of one lab.
+
+    :param lab: the lab.
+    :param seed: seed of the random choices (``one``, ``minority``, shapes),
+        for a reproducible run.
+    """
+
+    def __init__(self, lab: "Lab", seed: int | None = None) -> None:
+        self.lab = lab
+        self.ctx = FaultContext(lab.plan, lab.runtime, lab.engine)
+        self.rng = random.Random(seed)
+        self.events = EventLog.of_lab(lab.plan.name)
+        state = lab_state_dir(lab.plan.name)
+        self._records = state / "faults.json"
+        self._lock = FileLock(str(state / "faults.lock"), timeout=60)
+
+    # ---- targets ----------------------------------------------------------------------
+
+    def resolve(self, spec: str) -> list[str]:
+        """Node names for a target spec (see :mod:`cmlab.faults.targets`)."""
+        state: ClusterState | None = None
+        if targets.needs_live_state(spec):
+            state = self.lab.engine.observe(self.lab.plan, self.lab.runtime.access(self.lab.plan))
+        return targets.resolve(spec, self.lab.plan, state, self.rng,
+                               lambda: self.lab.engine.quorum_leader(self.lab.plan, self.lab.runtime.access(self.lab.plan)))
+
+    def _nodes(self, spec: str) -> tuple[str, ...]:
+        return tuple(self.resolve(spec))
+
+    # ---- builders (targets -> concrete faults) ---------------------------------------------
+
+    def isolate(self, spec: str, clients: bool = False) -> Partition:
+        """Cut each target node from every other node (clients too if asked)."""
+        g = grudges.isolate(self.resolve(spec), [n.name for n in self.lab.plan.nodes])
+        return _partition(g, clients)
+
+    def cut(self, a: str, b: str, one_way: bool = False) -> Partition:
+        """Cut the nodes of ``a`` from those of ``b`` (from ``a`` to ``b`` only if one-way)."""
+        try:
+            return _partition(grudges.cut(self.resolve(a), self.resolve(b), one_way))
+        except ValueError as exc:
+            raise FaultError(str(exc)) from None
+
+    def shape(self, name: str) -> Partition:
+        """Jepsen's shapes: halves, bridge, majorities-ring."""
+        if name not in grudges.SHAPES:
+            raise FaultError(f"unknown partition shape '{name}' (shapes: {', '.join(grudges.SHAPES)})")
+        try:
+            return _partition(grudges.SHAPES[name]([n.name for n in self.lab.plan.nodes], self.rng))
+        except ValueError as exc:
+            raise FaultError(str(exc)) from None
+
+    def split_azs(self, a: list[str], b: list[str] | None = None, one_way: bool = False) -> AzPartition:
+        """Cut AZs ``a`` from AZs ``b`` (default: every other AZ) at the router."""
+        names = [az.name for az in self.lab.plan.azs]
+        for az in a + (b or []):
+            if az not in names:
+                raise FaultError(f"unknown AZ '{az}' (AZs: {', '.join(names)})")
+        b = b or [n for n in names if n not in a]
+        if not b or set(a) & set(b):
+            raise FaultError("an AZ partition needs two disjoint, non-empty sets of AZs")
+        return AzPartition(tuple(a), tuple(b), one_way)
+
+    def loss(self, spec: str, percent: float, direction: str = "egress", peers: str | None = None) -> Loss:
+        return Loss(self._nodes(spec), percent, direction, self._nodes(peers) if peers else ())
+
+    def bandwidth(self, spec: str, rate: str) -> Bandwidth:
+        return Bandwidth(self._nodes(spec), rate)
+
+    def delay(self, spec: str, ms: float, jitter_ms: float = 0) -> Delay:
+        return Delay(self._nodes(spec), ms, jitter_ms)
+
+    def link_down(self, spec: str) -> LinkDown:
+        return LinkDown(self._nodes(spec))
+
+    def kill(self, spec: str, process: str, signal: str = "KILL", every: bool = False) -> Kill:
+        return Kill(self._nodes(spec), process, signal, every)
+
+    def freeze(self, spec: str, process: str) -> Freeze:
+        return Freeze(self._nodes(spec), process)
+
+    def pause(self, spec: str) -> Pause:
+        return Pause(self._nodes(spec))
+
+    def stop(self, spec: str) -> Stop:
+        return Stop(self._nodes(spec))
+
+    def restart(self, spec: str) -> Restart:
+        return Restart(self._nodes(spec))
+
+    def _vip_name(self, vip: str | None) -> str:
+        if vip:
+            return vip_of(self.ctx, vip).name
+        if len(self.lab.plan.vips) != 1:
+            raise FaultError(f"name the VIP (VIPs: {', '.join(v.name for v in self.lab.plan.vips) or 'none'})")
+        return self.lab.plan.vips[0].name
+
+    def vip_remove(self, vip: str | None = None) -> VipRemove:
+        """Take the VIP from whichever nodes hold it now."""
+        name = self._vip_name(vip)
+        holders = self.lab.runtime.vip_holders(self.lab.plan)[name]
+        if not holders:
+            raise FaultError(f"no node holds VIP {name} now")
+        return VipRemove(name, tuple(holders))
+
+    def vip_duplicate(self, node: str, vip: str | None = None) -> VipDuplicate:
+        return VipDuplicate(self._vip_name(vip), self._one(node))
+
+    def vip_garp(self, node: str, vip: str | None = None) -> VipGarp:
+        return VipGarp(self._vip_name(vip), self._one(node))
+
+    def _one(self, spec: str) -> str:
+        nodes = self.resolve(spec)
+        if len(nodes) != 1:
+            raise FaultError(f"'{spec}' designates {len(nodes)} nodes; this fault takes one")
+        return nodes[0]
+
+    # ---- applying ------------------------------------------------------------------------
+
+    def apply(self, fault: Fault) -> Applied:
+        """Put ``fault`` in effect, whole or not at all, and record it.
+
+        :raises Unsupported: the host cannot do it (nothing applied).
+        :raises FaultError: a step failed (what was done is undone).
+        """
+        require(fault.requires, fault.kind)
+        t_call = time.monotonic()
+        try:
+            fault.apply(self.ctx)
+        except BaseException:
+            with suppress(Exception):
+                fault.undo(self.ctx)
+            raise
+        t_effect = time.monotonic()
+        self.events.append("fault-applied", t=t_effect, t_call=t_call, key=fault.key, kind=fault.kind,
+                           params=fault.params(), describe=fault.describe())
+        if fault.reversible:
+            with self._lock:
+                records = self._read()
+                records[fault.key] = fault.to_record()
+                self._write(records)
+        return Applied(fault, t_call, t_effect)
+
+    def undo(self, key: str) -> Fault:
+        """Undo one active fault by key.
+
+        :raises FaultError: no active fault has that key.
+        """
+        with self._lock:
+            records = self._read()
+            if key not in records:
+                raise FaultError(f"no active fault '{key}' (active: {', '.join(records) or 'none'})")
+            fault = Fault.from_record(records[key])
+            t_call = time.monotonic()
+            fault.undo(self.ctx)
+            del records[key]
+            self._write(records)
+        self.events.append("fault-healed", t_call=t_call, key=key, kind=fault.kind, describe=fault.describe())
+        return fault
+
+    def heal(self) -> list[Fault]:
+        """Undo every active fault (newest first), then sweep the lab for
+        anything of cmlab's left in its namespaces. Returns what was undone."""
+        t_call = time.monotonic()
+        with self._lock:
+            records = self._read()
+            undone = []
+            for key in reversed(list(records)):
+                fault = Fault.from_record(records[key])
+                with suppress(FaultError):
+                    fault.undo(self.ctx)
+                undone.append(fault)
+            self._write({})
+            self.sweep()
+        self.events.append("healed", t_call=t_call, keys=[f.key for f in undone])
+        return undone
+
+    def sweep(self) -> None:
+        """Remove cmlab's nftables table, qdiscs and downed links from every
+        running container of the lab; needs root (it does nothing without)."""
+        if os.geteuid() != 0:
+            return
+        for c in self.lab.runtime.containers(self.lab.plan.name):
+            c.reload()
+            if c.status not in ("running", "paused"):
+                continue
+            ns = ContainerNetns(c)
+            with suppress(FaultError):
+                delete_table(ns)
+            with suppress(FaultError):
+                remove_qdiscs(ns)
+            with suppress(FaultError):
+                set_links([peer for _, _, peer in ns.interfaces() if peer], "up")
+
+    def active(self) -> list[tuple[dict[str, Any], bool | None]]:
+        """``(record, observed in effect now)`` of every active fault."""
+        with self._lock:
+            records = self._read()
+        out = []
+        for record in records.values():
+            try:
+                seen = Fault.from_record(record).observe(self.ctx)
+            except FaultError:
+                seen = False
+            out.append((record, seen))
+        return out
+
+    def flap_vip(self, vip: str | None, node: str, period_s: float, duration_s: float) -> int:
+        """Toggle the VIP on ``node`` every ``period_s`` seconds for ``duration_s``
+        seconds, then leave it as it was. Returns the number of toggles.
+        Blocks for ``duration_s`` seconds."""
+        name = self._vip_name(vip)
+        target = self._one(node)
+        v = vip_of(self.ctx, name)
+        require(VipDuplicate.requires, "vip-flap")
+        had = holds(self.ctx, target, v)
+        self.events.append("fault-applied", key=f"vip_flap_{name}_{target}", kind="vip-flap",
+                           params={"vip": name, "node": target, "period_s": period_s, "duration_s": duration_s})
+        deadline = time.monotonic() + duration_s
+        present, toggles = had, 0
+        try:
+            while time.monotonic() < deadline:
+                present = not present
+                set_address(self.ctx, target, v, present)
+                toggles += 1
+                time.sleep(max(0.0, min(period_s, deadline - time.monotonic())))
+        finally:
+            set_address(self.ctx, target, v, had)
+            self.events.append("fault-healed", key=f"vip_flap_{name}_{target}", kind="vip-flap", toggles=toggles)
+        return toggles
+
+    # ---- the record --------------------------------------------------------------------------
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if not self._records.exists():
+            return {}
+        return json.loads(self._records.read_text() or "{}")
+
+    def _write(self, records: dict[str, dict[str, Any]]) -> None:
+        tmp = self._records.with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=1))
+        tmp.replace(self._records)
+
+
+def _partition(g: grudges.Grudge, clients: bool = False) -> Partition:
+    if not g:
+        raise FaultError("the partition cuts nothing")
+    return Partition(tuple((n, tuple(sorted(d))) for n, d in sorted(g.items())), clients)

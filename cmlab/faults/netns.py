@@ -1,0 +1,76 @@
+"""A running container's network namespace, entered from the host.
+
+Faults are injected from the host (pyroute2 on ``/proc/<pid>/ns/net``, and
+the host's ``nft`` / ``arping`` run under ``nsenter --net``), so the images
+need neither the tools nor the capabilities. This needs root on the host.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from docker.models.containers import Container
+from pyroute2 import IPRoute, NetNS
+
+from cmlab.errors import FaultError
+
+#: Longest a host command in a namespace may take, seconds.
+COMMAND_TIMEOUT_S = 10
+
+
+class ContainerNetns:
+    """The network namespace of ``container`` (which must be running or paused)."""
+
+    def __init__(self, container: Container) -> None:
+        container.reload()
+        pid = container.attrs["State"]["Pid"]
+        if not pid:
+            raise FaultError(f"{container.name} is not running: its network namespace cannot be entered")
+        self.name = container.name
+        self.path = f"/proc/{pid}/ns/net"
+
+    @contextmanager
+    def rtnl(self) -> Iterator[NetNS]:
+        """A pyroute2 netlink socket inside the namespace."""
+        ns = NetNS(self.path)
+        try:
+            yield ns
+        finally:
+            ns.close()
+
+    def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a host binary inside the namespace (network only).
+
+        :raises FaultError: it failed (with ``check``), naming the command and its error.
+        """
+        proc = subprocess.run(["nsenter", f"--net={self.path}", *argv], input=stdin, capture_output=True,
+                              text=True, timeout=COMMAND_TIMEOUT_S)
+        if check and proc.returncode != 0:
+            raise FaultError(f"{self.name}: {' '.join(argv)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def nft(self, script: str) -> None:
+        """Apply an nftables script atomically (``nft -f -``)."""
+        self.run(["nft", "-f", "-"], stdin=script)
+
+    def interfaces(self) -> list[tuple[int, str, int]]:
+        """``(index, name, host-side peer index)`` of each veth in the namespace."""
+        out = []
+        with self.rtnl() as ns:
+            for link in ns.get_links():
+                name = link.get_attr("IFLA_IFNAME")
+                if name == "lo":
+                    continue
+                out.append((link["index"], name, link.get_attr("IFLA_LINK") or 0))
+        return out
+
+
+@contextmanager
+def host_rtnl() -> Iterator[IPRoute]:
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()

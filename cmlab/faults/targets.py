@@ -1,0 +1,99 @@
+"""Fault targets, in the field's words, resolved to node names.
+
+A target is a comma-separated union of:
+
+* a node name (``pg1``);
+* ``az:<name>``: every node of that AZ;
+* a role, read from the live cluster: ``primary``, ``standbys`` (every
+  standby, sync or not), ``sync-standby``, ``arbiter-leader`` (the leader of
+  the quorum group: the etcd leader, the CMS primary);
+* a role from the topology: ``databases``, ``arbiters`` (nodes with role
+  quorum), ``all``;
+* a shape (Jepsen's): ``one`` (one node at random), ``minority``,
+  ``majority`` (a random minority / majority of all nodes).
+
+Resolution is pure: it takes the plan, the observed cluster and a random
+generator, so tests need no Docker.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from cmlab.engines.base import ClusterState, NodeRole
+from cmlab.errors import FaultError
+from cmlab.topology.plan import LabPlan
+from cmlab.topology.schema import Role
+
+HELP = ("node names, az:<name>, primary, standbys, sync-standby, arbiter-leader, "
+        "databases, arbiters, all, one, minority, majority (comma-separated)")
+#: Words that need the live cluster's roles.
+LIVE = {"primary", "standbys", "sync-standby", "arbiter-leader"}
+
+
+def needs_live_state(spec: str) -> bool:
+    return any(part.strip() in LIVE for part in spec.split(","))
+
+
+def resolve(
+    spec: str,
+    plan: LabPlan,
+    state: ClusterState | None = None,
+    rng: random.Random | None = None,
+    quorum_leader: Callable[[], str | None] | None = None,
+) -> list[str]:
+    """The node names ``spec`` designates, in topology order.
+
+    :param state: the observed cluster, needed for live roles.
+    :param quorum_leader: returns the quorum leader's node name (for ``arbiter-leader``).
+    :raises FaultError: an unknown word, or a role no node has now.
+    """
+    rng = rng or random.Random()
+    names = [n.name for n in plan.nodes]
+    chosen: set[str] = set()
+    for word in (w.strip() for w in spec.split(",")):
+        if not word:
+            continue
+        chosen |= set(_one(word, plan, names, state, rng, quorum_leader))
+    if not chosen:
+        raise FaultError(f"target '{spec}' designates no node (use {HELP})")
+    return [n for n in names if n in chosen]
+
+
+def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None, rng: random.Random,
+         quorum_leader: Callable[[], str | None] | None) -> list[str]:
+    if word in names:
+        return [word]
+    if word.startswith("az:"):
+        az = word[3:]
+        if az not in {a.name for a in plan.azs}:
+            raise FaultError(f"unknown AZ '{az}' in target (AZs: {', '.join(a.name for a in plan.azs)})")
+        return [n.name for n in plan.nodes if n.az == az]
+    if word == "all":
+        return names
+    if word == "databases":
+        return [n.name for n in plan.nodes_with(Role.database)]
+    if word == "arbiters":
+        return [n.name for n in plan.nodes_with(Role.quorum)]
+    if word in ("one", "minority", "majority"):
+        size = {"one": 1, "minority": (len(names) - 1) // 2, "majority": len(names) // 2 + 1}[word]
+        if size == 0:
+            raise FaultError(f"a lab of {len(names)} node(s) has no {word}")
+        return rng.sample(names, size)
+    if word in LIVE:
+        if word == "arbiter-leader":
+            leader = quorum_leader() if quorum_leader else None
+            if leader is None:
+                raise FaultError("no arbiter leader can be seen now (is the quorum group up?)")
+            return [leader]
+        if state is None:
+            raise FaultError(f"target '{word}' needs the live cluster's roles")
+        roles = {"primary": {NodeRole.primary}, "standbys": {NodeRole.standby, NodeRole.sync_standby, NodeRole.cascade_standby},
+                 "sync-standby": {NodeRole.sync_standby}}[word]
+        found = [n.name for n in state.nodes if n.role in roles]
+        if not found:
+            raise FaultError(f"no node is {word.replace('-', ' ')} now (roles: "
+                             + ", ".join(f"{n.name}={n.role.value}" for n in state.nodes) + ")")
+        return found
+    raise FaultError(f"unknown target '{word}' (use {HELP})")

@@ -1,0 +1,130 @@
+"""VIP churn: take the VIP from its holder, put it on a wrong node (a
+duplicate address), send gratuitous ARP for the wrong node.
+
+Addresses are changed from the host with pyroute2 inside the node's
+namespace; the ARP is sent with the host's ``arping`` under ``nsenter``.
+Flapping on a schedule is :meth:`cmlab.faults.nemesis.Nemesis.flap_vip`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import ClassVar
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from cmlab.errors import FaultError
+from cmlab.faults.base import Fault, FaultContext
+from cmlab.faults.netns import ContainerNetns
+from cmlab.topology.plan import VipPlan
+
+
+def vip_of(ctx: FaultContext, name: str) -> VipPlan:
+    for v in ctx.plan.vips:
+        if v.name == name:
+            return v
+    raise FaultError(f"no VIP '{name}' in lab '{ctx.plan.name}' (VIPs: {', '.join(v.name for v in ctx.plan.vips) or 'none'})")
+
+
+def vip_interface(ctx: FaultContext, ns: ContainerNetns, node: str) -> tuple[int, str]:
+    """(index, name) of the node's interface on its AZ network."""
+    own = IPv4Address(ctx.address(node))
+    with ns.rtnl() as ipr:
+        for addr in ipr.get_addr(family=2):
+            if IPv4Address(addr.get_attr("IFA_ADDRESS")) == own:
+                index = addr["index"]
+                return index, ipr.get_links(index)[0].get_attr("IFLA_IFNAME")
+    raise FaultError(f"{node}: no interface holds {own}")
+
+
+def holds(ctx: FaultContext, node: str, vip: VipPlan) -> bool:
+    ns = ctx.netns(node)
+    with ns.rtnl() as ipr:
+        return any(a.get_attr("IFA_ADDRESS") == str(vip.address) for a in ipr.get_addr(family=2))
+
+
+def set_address(ctx: FaultContext, node: str, vip: VipPlan, present: bool) -> None:
+    """Add or remove the VIP on a node; harmless when already so."""
+    if ctx.plan.node(node).az != vip.az:
+        raise FaultError(f"{node} is not in AZ {vip.az}: VIP {vip.name} cannot live there")
+    ns = ctx.netns(node)
+    index, _ = vip_interface(ctx, ns, node)
+    with ns.rtnl() as ipr:
+        try:
+            ipr.addr("add" if present else "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen)
+        except NetlinkError as exc:
+            if exc.code not in (17, 99):  # EEXIST on add, EADDRNOTAVAIL on del
+                raise FaultError(f"{node}: cannot {'add' if present else 'remove'} {vip.address}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class VipRemove(Fault):
+    """Take the VIP's address off the nodes that hold it now (the manager
+    may put it back on its next check)."""
+
+    kind: ClassVar[str] = "vip-remove"
+    reversible: ClassVar[bool] = False
+    vip: str
+    nodes: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"VIP {self.vip} removed from {','.join(self.nodes)}"
+
+    def apply(self, ctx: FaultContext) -> None:
+        vip = vip_of(ctx, self.vip)
+        for node in self.nodes:
+            set_address(ctx, node, vip, present=False)
+
+
+@dataclass(frozen=True)
+class VipDuplicate(Fault):
+    """Add the VIP on a node that should not hold it (a duplicate address
+    while the rightful holder keeps it); undo removes it there."""
+
+    kind: ClassVar[str] = "vip-duplicate"
+    vip: str
+    node: str
+
+    def describe(self) -> str:
+        return f"VIP {self.vip} also added on {self.node}"
+
+    def apply(self, ctx: FaultContext) -> None:
+        set_address(ctx, self.node, vip_of(ctx, self.vip), present=True)
+
+    def undo(self, ctx: FaultContext) -> None:
+        try:
+            set_address(ctx, self.node, vip_of(ctx, self.vip), present=False)
+        except FaultError:
+            pass
+
+    def observe(self, ctx: FaultContext) -> bool | None:
+        try:
+            return holds(ctx, self.node, vip_of(ctx, self.vip))
+        except FaultError:
+            return False
+
+
+@dataclass(frozen=True)
+class VipGarp(Fault):
+    """Send gratuitous ARP announcing the VIP at ``node``'s MAC address, so
+    that neighbours send the VIP's traffic there (the node need not hold it)."""
+
+    kind: ClassVar[str] = "vip-garp"
+    reversible: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset({"root", "nsenter", "arping"})
+    vip: str
+    node: str
+    count: int = 3
+
+    def describe(self) -> str:
+        return f"gratuitous ARP: VIP {self.vip} is at {self.node}"
+
+    def apply(self, ctx: FaultContext) -> None:
+        vip = vip_of(ctx, self.vip)
+        if ctx.plan.node(self.node).az != vip.az:
+            raise FaultError(f"{self.node} is not in AZ {vip.az}, the L2 network of VIP {vip.name}")
+        ns = ctx.netns(self.node)
+        _, ifname = vip_interface(ctx, ns, self.node)
+        # -U: unsolicited ARP (GARP) from the VIP; -c: count; -w: deadline, seconds.
+        ns.run(["arping", "-U", "-c", str(self.count), "-w", str(self.count + 1), "-I", ifname, "-s", str(vip.address), str(vip.address)], check=False)

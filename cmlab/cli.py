@@ -186,5 +186,237 @@ def logs(lab: str | None, tail: int | None, node: str) -> None:
     click.echo(api.Lab.attach(_lab_name(lab)).logs(node, tail), nl=False)
 
 
+# ---- faults ---------------------------------------------------------------------------------
+
+LAB_OPTION = click.option("-l", "--lab", help="The lab (default: the only one running).")
+SEED_OPTION = click.option("--seed", type=int, help="Seed of random choices (one, minority, shapes).")
+
+
+@main.group()
+def fault() -> None:
+    """Apply a fault. Targets: node names, az:<name>, primary, standbys,
+    sync-standby, arbiter-leader, databases, arbiters, all, one, minority,
+    majority (comma-separated). `cmlab faults` lists them, `cmlab heal` undoes."""
+
+
+def _apply(lab: str | None, seed: int | None, build: Callable[[Any], Any]) -> None:
+    nemesis = api.Lab.attach(_lab_name(lab)).nemesis(seed)
+    applied = nemesis.apply(build(nemesis))
+    f = applied.fault
+    out.print(f"{f.key}: {f.describe()} (in effect {1000 * (applied.t_effect - applied.t_call):.0f} ms after the call)")
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("--clients", is_flag=True, help="Cut the clients (the host) too.")
+@click.argument("target")
+@_friendly
+def isolate(lab: str | None, seed: int | None, clients: bool, target: str) -> None:
+    """Cut each TARGET node from every other node."""
+    _apply(lab, seed, lambda n: n.isolate(target, clients))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("--one-way", is_flag=True, help="Only packets from A to B are dropped.")
+@click.argument("a")
+@click.argument("b")
+@_friendly
+def cut(lab: str | None, seed: int | None, one_way: bool, a: str, b: str) -> None:
+    """Cut the nodes of A from the nodes of B (e.g. `cut arbiters databases`)."""
+    _apply(lab, seed, lambda n: n.cut(a, b, one_way))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.argument("shape", type=click.Choice(["halves", "bridge", "majorities-ring"]))
+@_friendly
+def partition(lab: str | None, seed: int | None, shape: str) -> None:
+    """A partition of Jepsen's shapes across all nodes."""
+    _apply(lab, seed, lambda n: n.shape(shape))
+
+
+@fault.command(name="split-az")
+@LAB_OPTION
+@click.option("--one-way", is_flag=True, help="Only traffic from AZ to the others is dropped.")
+@click.argument("az", nargs=-1, required=True)
+@_friendly
+def split_az(lab: str | None, one_way: bool, az: tuple[str, ...]) -> None:
+    """Cut the AZs named from the other AZs, at the router."""
+    _apply(lab, None, lambda n: n.split_azs(list(az), None, one_way))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("--percent", type=float, required=True, help="Share of packets dropped, 0-100.")
+@click.option("--direction", type=click.Choice(["egress", "ingress", "both"]), default="egress", show_default=True)
+@click.option("--peers", help="Only packets to/from these targets.")
+@click.argument("target")
+@_friendly
+def loss(lab: str | None, seed: int | None, percent: float, direction: str, peers: str | None, target: str) -> None:
+    """Drop a share of TARGET's packets."""
+    _apply(lab, seed, lambda n: n.loss(target, percent, direction, peers))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("--rate", required=True, help="tc rate, e.g. 1mbit.")
+@click.argument("target")
+@_friendly
+def bandwidth(lab: str | None, seed: int | None, rate: str, target: str) -> None:
+    """Limit what TARGET sends (tbf)."""
+    _apply(lab, seed, lambda n: n.bandwidth(target, rate))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("--ms", type=float, required=True, help="Delay, milliseconds.")
+@click.option("--jitter-ms", type=float, default=0, help="Jitter, milliseconds.")
+@click.argument("target")
+@_friendly
+def delay(lab: str | None, seed: int | None, ms: float, jitter_ms: float, target: str) -> None:
+    """Delay what TARGET sends (netem; unsupported where the kernel lacks it)."""
+    _apply(lab, seed, lambda n: n.delay(target, ms, jitter_ms))
+
+
+@fault.command(name="link-down")
+@LAB_OPTION
+@SEED_OPTION
+@click.argument("target")
+@_friendly
+def link_down(lab: str | None, seed: int | None, target: str) -> None:
+    """Set TARGET's links down (host side)."""
+    _apply(lab, seed, lambda n: n.link_down(target))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("-p", "--process", required=True, help="Duty (database, agent, arbiter, vip) or process name.")
+@click.option("-s", "--signal", default="KILL", show_default=True)
+@click.option("--every", is_flag=True, help="Every process of that name, not only the top one.")
+@click.argument("target")
+@_friendly
+def kill(lab: str | None, seed: int | None, process: str, signal: str, every: bool, target: str) -> None:
+    """Signal a process on TARGET (default SIGKILL)."""
+    _apply(lab, seed, lambda n: n.kill(target, process, signal, every))
+
+
+@fault.command()
+@LAB_OPTION
+@SEED_OPTION
+@click.option("-p", "--process", required=True, help="Duty (database, agent, arbiter, vip) or process name.")
+@click.argument("target")
+@_friendly
+def freeze(lab: str | None, seed: int | None, process: str, target: str) -> None:
+    """SIGSTOP a process on TARGET (heal sends SIGCONT)."""
+    _apply(lab, seed, lambda n: n.freeze(target, process))
+
+
+@fault.command(name="container")
+@LAB_OPTION
+@SEED_OPTION
+@click.argument("action", type=click.Choice(["pause", "stop", "restart"]))
+@click.argument("target")
+@_friendly
+def container_(lab: str | None, seed: int | None, action: str, target: str) -> None:
+    """Pause, stop or restart TARGET's containers."""
+    _apply(lab, seed, lambda n: getattr(n, action)(target))
+
+
+@fault.command(name="vip-remove")
+@LAB_OPTION
+@click.option("--vip", help="The VIP (default: the only one).")
+@_friendly
+def vip_remove(lab: str | None, vip: str | None) -> None:
+    """Take the VIP from its holder."""
+    _apply(lab, None, lambda n: n.vip_remove(vip))
+
+
+@fault.command(name="vip-duplicate")
+@LAB_OPTION
+@click.option("--vip", help="The VIP (default: the only one).")
+@click.argument("node")
+@_friendly
+def vip_duplicate(lab: str | None, vip: str | None, node: str) -> None:
+    """Add the VIP on NODE too (a duplicate address)."""
+    _apply(lab, None, lambda n: n.vip_duplicate(node, vip))
+
+
+@fault.command(name="vip-garp")
+@LAB_OPTION
+@click.option("--vip", help="The VIP (default: the only one).")
+@click.argument("node")
+@_friendly
+def vip_garp(lab: str | None, vip: str | None, node: str) -> None:
+    """Send gratuitous ARP saying the VIP is at NODE."""
+    _apply(lab, None, lambda n: n.vip_garp(node, vip))
+
+
+@fault.command(name="vip-flap")
+@LAB_OPTION
+@click.option("--vip", help="The VIP (default: the only one).")
+@click.option("--period", type=float, default=1.0, show_default=True, help="Seconds between toggles.")
+@click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds to flap for.")
+@click.argument("node")
+@_friendly
+def vip_flap(lab: str | None, vip: str | None, period: float, duration: float, node: str) -> None:
+    """Toggle the VIP on NODE on a schedule (blocks for --duration seconds)."""
+    n = api.Lab.attach(_lab_name(lab)).nemesis().flap_vip(vip, node, period, duration)
+    out.print(f"{n} toggles")
+
+
+@main.command()
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def faults(lab: str | None, as_json: bool) -> None:
+    """List the active faults and whether each is observed in effect."""
+    active = api.Lab.attach(_lab_name(lab)).nemesis().active()
+    if as_json:
+        click.echo(json.dumps([{**r, "observed": seen} for r, seen in active], indent=2))
+        return
+    table = Table(title="active faults")
+    for col in ("key", "fault", "observed"):
+        table.add_column(col)
+    for r, seen in active:
+        table.add_row(r["key"], r["describe"], {True: "yes", False: "[red]no[/]", None: "?"}[seen])
+    out.print(table)
+
+
+@main.command()
+@LAB_OPTION
+@click.argument("key", required=False)
+@_friendly
+def heal(lab: str | None, key: str | None) -> None:
+    """Undo one fault (KEY) or all of them."""
+    nemesis = api.Lab.attach(_lab_name(lab)).nemesis()
+    t0 = time.monotonic()
+    undone = [nemesis.undo(key)] if key else nemesis.heal()
+    for f in undone:
+        out.print(f"healed {f.key}: {f.describe()}")
+    out.print(f"healed {len(undone)} fault(s) in {1000 * (time.monotonic() - t0):.0f} ms")
+
+
+@main.command()
+@_friendly
+def doctor() -> None:
+    """What this host can do, and so which faults are available."""
+    from cmlab.faults.host import capabilities
+
+    table = Table(title="cmlab doctor")
+    for col in ("capability", "", "detail", "enables"):
+        table.add_column(col)
+    for c in capabilities().values():
+        table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, c.enables)
+    out.print(table)
+
+
 if __name__ == "__main__":
     main()

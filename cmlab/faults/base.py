@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from docker.errors import NotFound
@@ -36,6 +36,8 @@ class FaultContext:
     plan: LabPlan
     runtime: DockerRuntime
     engine: Engine
+    #: Entered namespaces by node, reused while their container keeps its PID.
+    _netns: dict[str, ContainerNetns] = field(default_factory=dict, repr=False)
 
     def container(self, node: str) -> Container:
         """The container of a node, or the router's when ``node`` is the router's name."""
@@ -46,7 +48,10 @@ class FaultContext:
             raise FaultError(f"{node}: container {name} does not exist") from None
 
     def netns(self, node: str) -> ContainerNetns:
-        return ContainerNetns(self.container(node))
+        cached = self._netns.get(node)
+        if cached is None or not cached.current():
+            cached = self._netns[node] = ContainerNetns(self.container(node))
+        return cached
 
     def address(self, node: str) -> str:
         return str(self.plan.node(node).address)

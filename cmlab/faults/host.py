@@ -54,7 +54,7 @@ def _scratch_netns_probe() -> dict[str, tuple[bool, str]]:
                     ns.tc("del", index=index, handle=0xC1AB0000, parent=0xFFFFFFFF)
                     out[kind] = (True, "kernel qdisc present")
                 except NetlinkError as exc:
-                    out[kind] = (False, f"the kernel has no '{kind}' qdisc (sch_{kind}: {exc.args[1] if len(exc.args) > 1 else exc})")
+                    out[kind] = (False, f"the kernel has no '{kind}' qdisc (sch_{kind} is neither built in nor loadable: {exc})")
         finally:
             ns.close()
         if shutil.which("nft"):

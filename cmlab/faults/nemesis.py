@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import random
 import time
 from contextlib import suppress
@@ -32,7 +33,6 @@ from cmlab.faults import grudge as grudges
 from cmlab.faults import targets
 from cmlab.faults.base import Fault, FaultContext
 from cmlab.faults.host import require
-from cmlab.faults.netns import ContainerNetns
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
                                   remove_qdiscs, set_links)
 from cmlab.faults.process import Freeze, Kill, Pause, Restart, Stop
@@ -219,7 +219,9 @@ class Nemesis:
 
     def heal(self) -> list[Fault]:
         """Undo every active fault (newest first), then sweep the lab for
-        anything of cmlab's left in its namespaces. Returns what was undone."""
+        anything of cmlab's left in its namespaces. Returns what was undone.
+        The event ``healed`` carries ``t`` when the undos were done (heal in
+        effect) and ``t_swept`` when the sweep was."""
         t_call = time.monotonic()
         with self._lock:
             records = self._read()
@@ -229,27 +231,32 @@ class Nemesis:
                 with suppress(FaultError):
                     fault.undo(self.ctx)
                 undone.append(fault)
+            t_effect = time.monotonic()
             self._write({})
             self.sweep()
-        self.events.append("healed", t_call=t_call, keys=[f.key for f in undone])
+        self.events.append("healed", t=t_effect, t_call=t_call, t_swept=time.monotonic(), keys=[f.key for f in undone])
         return undone
 
     def sweep(self) -> None:
         """Remove cmlab's nftables table, qdiscs and downed links from every
-        running container of the lab; needs root (it does nothing without)."""
+        running container of the lab (in parallel); needs root (it does
+        nothing without)."""
         if os.geteuid() != 0:
             return
-        for c in self.lab.runtime.containers(self.lab.plan.name):
-            c.reload()
-            if c.status not in ("running", "paused"):
-                continue
-            ns = ContainerNetns(c)
-            with suppress(FaultError):
-                delete_table(ns)
-            with suppress(FaultError):
-                remove_qdiscs(ns)
-            with suppress(FaultError):
-                set_links([peer for _, _, peer in ns.interfaces() if peer], "up")
+
+        def clean(node: str) -> None:
+            try:
+                ns = self.ctx.netns(node)
+            except FaultError:
+                return  # not running: nothing of ours in it
+            for step in (lambda: delete_table(ns), lambda: remove_qdiscs(ns),
+                         lambda: set_links([peer for _, _, peer in ns.interfaces() if peer], "up")):
+                with suppress(FaultError):
+                    step()
+
+        names = [n.name for n in self.lab.plan.nodes] + ([self.lab.plan.router] if self.lab.plan.router else [])
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(clean, names))
 
     def active(self) -> list[tuple[dict[str, Any], bool | None]]:
         """``(record, observed in effect now)`` of every active fault."""

@@ -29,7 +29,17 @@ class ContainerNetns:
         if not pid:
             raise FaultError(f"{container.name} is not running: its network namespace cannot be entered")
         self.name = container.name
+        self.container_id = container.id
+        self.pid = pid
         self.path = f"/proc/{pid}/ns/net"
+
+    def current(self) -> bool:
+        """Whether the PID still belongs to the container (not restarted since)."""
+        try:
+            with open(f"/proc/{self.pid}/cgroup") as f:
+                return self.container_id in f.read()
+        except OSError:
+            return False
 
     @contextmanager
     def rtnl(self) -> Iterator[NetNS]:

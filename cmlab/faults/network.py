@@ -10,6 +10,8 @@ Partitions between AZs apply in the router's namespace, on forwarding.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,15 +42,26 @@ def chains(ns: ContainerNetns) -> list[str]:
     return re.findall(r"^\s*chain (\S+) \{", proc.stdout, flags=re.M) if proc.returncode == 0 else []
 
 
-def delete_chains(ns: ContainerNetns, prefix: str) -> None:
-    mine = [c for c in chains(ns) if c.startswith(prefix)]
-    if mine:
-        ns.nft("".join(f"delete chain {TABLE} {c}\n" for c in mine))
+def delete_chains(ns: ContainerNetns, specs: list[tuple[str, str]]) -> None:
+    """Delete base chains ``(name, hook)`` of the lab's table in one atomic
+    script; harmless when they are absent (each is declared, then deleted)."""
+    script = [f"add table {TABLE}"]
+    for chain, hook in specs:
+        script += [f"add chain {TABLE} {chain} {{ type filter hook {hook} priority -10 ; policy accept ; }}",
+                   f"delete chain {TABLE} {chain}"]
+    ns.nft("\n".join(script) + "\n")
 
 
 def delete_table(ns: ContainerNetns) -> None:
     """Remove the lab's table (and only it); harmless when absent."""
     ns.nft(f"add table {TABLE}\ndelete table {TABLE}\n")
+
+
+def _each_node(by_node: dict[str, list[tuple[str, str, list[str]]]], fn: Callable[[str, list[tuple[str, str, list[str]]]], None]) -> None:
+    """Run ``fn(node, specs)`` for every node in parallel; re-raise the first error."""
+    with ThreadPoolExecutor(max_workers=max(1, len(by_node))) as pool:
+        for future in [pool.submit(fn, node, specs) for node, specs in by_node.items()]:
+            future.result()
 
 
 def _set(addresses: list[str]) -> str:
@@ -65,17 +78,22 @@ class _ChainFault(Fault):
         raise NotImplementedError
 
     def apply(self, ctx: FaultContext) -> None:
-        for node, specs in self.chains_by_node(ctx).items():
+        def one(node: str, specs: list[tuple[str, str, list[str]]]) -> None:
             ns = ctx.netns(node)
             for suffix, hook, rules in specs:
                 add_chain(ns, f"{self.key}_{suffix}", hook, rules)
 
+        _each_node(self.chains_by_node(ctx), one)
+
     def undo(self, ctx: FaultContext) -> None:
-        for node in self.chains_by_node(ctx):
+        def one(node: str, specs: list[tuple[str, str, list[str]]]) -> None:
             try:
-                delete_chains(ctx.netns(node), self.key)
+                delete_chains(ctx.netns(node), [(f"{self.key}_{suffix}", hook) for suffix, hook, _ in specs])
             except FaultError:
-                continue  # the container is gone or stopped: so is its namespace
+                pass  # the container is gone or stopped: so is its namespace
+
+        # Unhooking a base chain waits for an RCU grace period (~15 ms): do the nodes at once.
+        _each_node(self.chains_by_node(ctx), one)
 
     def observe(self, ctx: FaultContext) -> bool | None:
         try:

@@ -46,6 +46,13 @@ def example_topology(tmp_path: Path, example: str, name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def two_az_lab(docker_client, tmp_path_factory) -> Iterator[Lab]:
+    """The two-az example (3 + 2 nodes, router), shared by the tests that only read it or heal after themselves."""
+    path = example_topology(tmp_path_factory.mktemp("topo"), "two-az", "e2e-two-az")
+    yield from lab_up(path)
+
+
 def lab_up(path: Path) -> Iterator[Lab]:
     lab = Lab.from_topology(path)
     try:

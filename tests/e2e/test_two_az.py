@@ -6,15 +6,12 @@ import pytest
 
 from cmlab.api import Lab
 
-from .conftest import example_topology, lab_up
-
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def lab(docker_client, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "two-az", "e2e-two-az")
-    yield from lab_up(path)
+@pytest.fixture
+def lab(two_az_lab):
+    return two_az_lab
 
 
 def test_two_az_lab_is_ready_with_the_vip_of_the_primarys_az_only(lab: Lab):

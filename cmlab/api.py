@@ -24,6 +24,7 @@ from cmlab.errors import LabError, WaitTimeout
 from cmlab.images.build import ImageBuilder
 from cmlab.progress import Progress, Quiet, log
 from cmlab.state import remove_lab_state
+from cmlab.runtime import disks
 from cmlab.runtime.client import connect
 from cmlab.runtime.docker import DockerRuntime, Removed
 from cmlab.topology import resolve
@@ -157,14 +158,17 @@ class Lab:
             if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
                 with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
                     self.runtime.remove(self.plan.name)
+                    disks.detach(self.plan.name)
             image = self.build()
             router_image = ImageBuilder(self.client, self.progress).router().tag
             with self.progress.step(f"creating lab '{self.plan.name}' ({len(self.plan.nodes)} nodes, {len(self.plan.azs)} AZ)"):
                 try:
+                    devices = disks.attach(self.plan.name, self.plan.disks)
+                    self.runtime.create_disk_volumes(self.plan, devices)
                     self.runtime.create_networks(self.plan)
                     router = self.runtime.create_router(self.plan, router_image)
                     nodes = {
-                        node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node))
+                        node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
                         for node in self.plan.nodes
                     }
                     if router is not None:
@@ -174,6 +178,7 @@ class Lab:
                     self.engine.after_start(self.plan, self.runtime.access(self.plan))
                 except Exception as exc:
                     self.runtime.remove(self.plan.name)
+                    disks.detach(self.plan.name)
                     if isinstance(exc, LabError):
                         raise
                     raise LabError(f"creating lab '{self.plan.name}' failed, and what was created is removed: {exc}") from exc
@@ -290,8 +295,9 @@ def down(name: str, client: docker.DockerClient | None = None) -> Removed:
         except Exception as exc:  # noqa: BLE001 - removal below takes the faults with the containers
             log.warning("lab %s: heal before down failed (%s); removing anyway", name, exc)
     removed = runtime.remove(name)
+    detached = disks.detach(name)
     remove_lab_state(name)
-    return removed
+    return Removed(removed.containers, removed.networks, removed.volumes, detached)
 
 
 def status_json(status: LabStatus) -> str:

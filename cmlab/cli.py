@@ -127,7 +127,8 @@ def down(lab: str | None, all_labs: bool) -> None:
     names = api.labs() if all_labs else [_lab_name(lab)]
     for name in names:
         removed = api.down(name)
-        out.print(f"lab '{name}': removed {removed.containers} containers, {removed.networks} networks, {removed.volumes} volumes")
+        out.print(f"lab '{name}': removed {removed.containers} containers, {removed.networks} networks, "
+                  f"{removed.volumes} volumes, {removed.loop_devices} loop devices")
 
 
 @main.command()
@@ -370,6 +371,19 @@ def vip_flap(lab: str | None, vip: str | None, period: float, duration: float, n
     """Toggle the VIP on NODE on a schedule (blocks for --duration seconds)."""
     n = api.Lab.attach(_lab_name(lab)).nemesis().flap_vip(vip, node, period, duration)
     out.print(f"{n} toggles")
+
+
+@fault.command(name="disk")
+@LAB_OPTION
+@click.option("--fill", type=float, help="With action fill: the percentage to fill to.")
+@click.argument("action", type=click.Choice(["readonly", "detach", "fill"]))
+@click.argument("disk")
+@_friendly
+def disk_(lab: str | None, fill: float | None, action: str, disk: str) -> None:
+    """Make a disk read-only, detach it, or fill it (--fill PERCENT)."""
+    if action == "fill" and fill is None:
+        raise click.UsageError("fill needs --fill PERCENT")
+    _apply(lab, None, lambda n: n.disk_fill(disk, fill) if action == "fill" else getattr(n, f"disk_{action}")(disk))
 
 
 @main.command()

@@ -35,6 +35,7 @@ from cmlab.faults.base import Fault, FaultContext
 from cmlab.faults.host import require
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
                                   remove_qdiscs, set_links)
+from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
 from cmlab.faults.process import Freeze, Kill, Pause, Restart, Stop
 from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_address, vip_of
 from cmlab.state import lab_state_dir
@@ -146,6 +147,21 @@ class Nemesis:
 
     def restart(self, spec: str) -> Restart:
         return Restart(self._nodes(spec))
+
+    def disk_readonly(self, disk: str) -> DiskReadOnly:
+        return DiskReadOnly(self._disk(disk))
+
+    def disk_detach(self, disk: str) -> DiskDetach:
+        return DiskDetach(self._disk(disk))
+
+    def disk_fill(self, disk: str, percent: float) -> DiskFill:
+        return DiskFill(self._disk(disk), percent)
+
+    def _disk(self, name: str) -> str:
+        try:
+            return self.lab.plan.disk(name).name
+        except KeyError as exc:
+            raise FaultError(str(exc.args[0])) from None
 
     def _vip_name(self, vip: str | None) -> str:
         if vip:

@@ -26,7 +26,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import LabError
 from cmlab.runtime import labels as L
-from cmlab.topology.plan import LabPlan, NodePlan
+from cmlab.topology.plan import PREFIX, LabPlan, NodePlan
 
 #: Every container's entrypoint: tini as PID 1 (reaps re-parented children),
 #: then cmlab-init (routes to other AZs), then the engine's command.
@@ -42,10 +42,15 @@ class Removed:
     containers: int
     networks: int
     volumes: int
+    loop_devices: int = 0
 
     @property
     def total(self) -> int:
-        return self.containers + self.networks + self.volumes
+        return self.containers + self.networks + self.volumes + self.loop_devices
+
+
+def disk_volume(plan: LabPlan, disk: str) -> str:
+    return f"{PREFIX}-{plan.name}-disk-{disk}"
 
 
 def _tar(files: dict[str, FileSpec]) -> bytes:
@@ -122,10 +127,31 @@ class DockerRuntime:
                 labels=self._labels(plan, "network", **{L.AZ: az.name}),
             )
 
-    def create_node(self, plan: LabPlan, node: NodePlan, image: str, spec: ContainerSpec) -> Container:
-        """Create (not start) a node's container with its files, volumes and address."""
+    def create_disk_volumes(self, plan: LabPlan, devices: dict[str, str]) -> None:
+        """A Docker volume (local driver, ext4 on the loop device) per filesystem disk."""
+        for disk in plan.disks:
+            if disk.kind == "filesystem":
+                self.client.volumes.create(
+                    disk_volume(plan, disk.name), driver="local",
+                    driver_opts={"type": "ext4", "device": devices[disk.name]},
+                    labels=self._labels(plan, "volume", **{"cmlab.disk": disk.name}),
+                )
+
+    def create_node(self, plan: LabPlan, node: NodePlan, image: str, spec: ContainerSpec,
+                    devices: dict[str, str] | None = None) -> Container:
+        """Create (not start) a node's container with its files, volumes, disks and address.
+
+        :param devices: disk name -> loop device (from :func:`cmlab.runtime.disks.attach`).
+        """
         az = plan.az(node.az)
+        devices = devices or {}
+        device_rules = []
         mounts = []
+        for disk in plan.disks_of(node.name):
+            if disk.kind == "block":
+                device_rules.append(f"{devices[disk.name]}:{disk.path}:rwm")
+            else:
+                mounts.append(Mount(target=disk.path, source=disk_volume(plan, disk.name), type="volume"))
         for target, suffix in spec.volumes.items():
             name = f"{node.container}-{suffix}"
             self.client.volumes.create(name, labels=self._labels(plan, "volume", **{L.NODE: node.name}))
@@ -144,7 +170,7 @@ class DockerRuntime:
             labels=self._labels(plan, "node", **{L.NODE: node.name, L.AZ: node.az, L.PLAN: plan.to_json()}),
             environment=env, cap_add=cap_add or None, sysctls=spec.sysctls or None,
             ulimits=[Ulimit(name=k, soft=s, hard=h) for k, (s, h) in spec.ulimits.items()] or None,
-            security_opt=spec.security_opt or None, mounts=mounts, stop_signal="SIGTERM",
+            security_opt=spec.security_opt or None, mounts=mounts, devices=device_rules or None, stop_signal="SIGTERM",
             network=az.network,
             networking_config={az.network: self.client.api.create_endpoint_config(ipv4_address=str(node.address))},
         )

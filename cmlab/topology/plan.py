@@ -53,6 +53,15 @@ class VipPlan(_Plan):
     prefixlen: int
 
 
+class DiskPlan(_Plan):
+    name: str
+    size_mb: int
+    kind: str
+    nodes: tuple[str, ...]
+    #: Where the nodes see it: a device node (block) or a mount point (filesystem).
+    path: str
+
+
 class LabPlan(_Plan):
     name: str
     engine: str
@@ -64,6 +73,7 @@ class LabPlan(_Plan):
     vips: tuple[VipPlan, ...]
     #: The router container's name when the lab has more than one AZ.
     router: str | None
+    disks: tuple[DiskPlan, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``; raises ``KeyError`` naming the known nodes."""
@@ -80,6 +90,15 @@ class LabPlan(_Plan):
 
     def nodes_with(self, role: Role) -> list[NodePlan]:
         return [n for n in self.nodes if n.has(role)]
+
+    def disk(self, name: str) -> DiskPlan:
+        for d in self.disks:
+            if d.name == name:
+                return d
+        raise KeyError(f"no disk '{name}' in lab '{self.name}' (disks: {', '.join(d.name for d in self.disks) or 'none'})")
+
+    def disks_of(self, node: str) -> list[DiskPlan]:
+        return [d for d in self.disks if node in d.nodes]
 
     def vip_of_az(self, az: str) -> VipPlan | None:
         return next((v for v in self.vips if v.az == az), None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from cmlab.errors import Issue, TopologyError
-from cmlab.topology.plan import AzPlan, LabPlan, NodePlan, VipPlan, container_name, network_name, router_name
+from cmlab.topology.plan import AzPlan, DiskPlan, LabPlan, NodePlan, VipPlan, container_name, network_name, router_name
 from cmlab.topology.schema import NAME_HINT, Topology
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
@@ -106,6 +106,17 @@ def structural_issues(topo: Topology) -> list[Issue]:
         for j, t in subnets:
             if j > i and s.overlaps(t):
                 issues.append(Issue(f"azs[{j}].subnet", f"{t} overlaps {s} of azs[{i}]", "give each AZ its own subnet"))
+    node_names = {n.name for n in topo.nodes}
+    dup = _duplicates(d.name for d in topo.disks)
+    paths = _duplicates(d.path for d in topo.disks if d.path)
+    for i, disk in enumerate(topo.disks):
+        if disk.name in dup:
+            issues.append(Issue(f"disks[{i}].name", f"name '{disk.name}' is used twice", "give each disk a unique name"))
+        if disk.path in paths:
+            issues.append(Issue(f"disks[{i}].path", f"path '{disk.path}' is used twice", "give each disk its own path"))
+        for j, node in enumerate(disk.nodes or []):
+            if node not in node_names:
+                issues.append(Issue(f"disks[{i}].nodes[{j}]", f"unknown node '{node}'", f"use one of: {', '.join(sorted(node_names))}"))
     if topo.network.driver == "overlay":
         issues.append(Issue("network.driver", "the overlay driver is not supported yet", "use driver: bridge (one host)"))
     return issues
@@ -219,9 +230,17 @@ def plan(
         )
         for v in topo.vips
     )
+    disks = tuple(
+        DiskPlan(
+            name=d.name, size_mb=d.size_mb, kind=d.kind,
+            nodes=tuple(d.nodes) if d.nodes else tuple(n.name for n in topo.nodes),
+            path=d.path or (f"/dev/cmlab-{d.name}" if d.kind == "block" else f"/mnt/{d.name}"),
+        )
+        for d in topo.disks
+    )
     return LabPlan(
         name=topo.name, engine=topo.engine, parameters=params, network_driver=topo.network.driver,
-        azs=tuple(azs), nodes=nodes, vips=vips, router=router_name(topo.name) if routed else None,
+        azs=tuple(azs), nodes=nodes, vips=vips, router=router_name(topo.name) if routed else None, disks=disks,
     )
 
 

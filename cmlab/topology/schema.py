@@ -64,6 +64,19 @@ class VipSpec(_Strict):
     )
 
 
+class DiskSpec(_Strict):
+    """A loop-device disk made from a sparse file, shared by the nodes named
+    (CM's voting and shared disks are such raw devices)."""
+
+    name: Name
+    size_mb: int = Field(default=256, ge=16, le=65536, description="size in MiB (sparse: costs nothing until written)")
+    kind: Literal["block", "filesystem"] = Field(
+        default="block", description="block: a raw device node; filesystem: ext4, mounted")
+    nodes: list[Name] | None = Field(default=None, description="nodes that see the disk; all when omitted")
+    path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_./-]+$",
+                             description="in-container path: /dev/cmlab-<name> (block) or /mnt/<name> (filesystem) by default")
+
+
 class NetworkSpec(_Strict):
     """How AZ networks are made."""
 
@@ -81,6 +94,7 @@ class Topology(_Strict):
     azs: list[AzSpec] = Field(min_length=1)
     nodes: list[NodeSpec] = Field(min_length=1)
     vips: list[VipSpec] = Field(default_factory=list)
+    disks: list[DiskSpec] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="engine parameters; `cmlab schema --engine NAME` lists them"
     )

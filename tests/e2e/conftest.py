@@ -7,6 +7,7 @@ developer has up. Teardown removes the lab and asserts nothing is left.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import yaml
 from cmlab.api import Lab
 from cmlab.errors import DockerUnavailable
 from cmlab.runtime.client import connect
+from cmlab.runtime import disks
 from cmlab.runtime.docker import DockerRuntime
+from cmlab.state import state_root
 
 ROOT = Path(__file__).resolve().parents[2]
 EMPTY = {"containers": [], "networks": [], "volumes": []}
@@ -30,11 +33,12 @@ def docker_client():
         pytest.skip(f"no Docker Engine: {exc}")
 
 
-def example_topology(tmp_path: Path, example: str, name: str) -> Path:
+def example_topology(tmp_path: Path, example: str, name: str, **extra) -> Path:
     """A copy of ``topologies/<example>.yaml`` named ``name``, with subnets and
-    VIP addresses left out (allocated from the free pool)."""
+    VIP addresses left out (allocated from the free pool) and ``extra`` keys set."""
     data = yaml.safe_load((ROOT / "topologies" / f"{example}.yaml").read_text())
     data["name"] = name
+    data.update(extra)
     for az in data["azs"]:
         az.pop("subnet", None)
     for vip in data.get("vips", []):
@@ -49,7 +53,9 @@ def example_topology(tmp_path: Path, example: str, name: str) -> Path:
 @pytest.fixture(scope="session")
 def two_az_lab(docker_client, tmp_path_factory) -> Iterator[Lab]:
     """The two-az example (3 + 2 nodes, router), shared by the tests that only read it or heal after themselves."""
-    path = example_topology(tmp_path_factory.mktemp("topo"), "two-az", "e2e-two-az")
+    disks = [{"name": "voting", "size_mb": 64, "kind": "block"},
+             {"name": "data", "size_mb": 64, "kind": "filesystem", "nodes": ["pg1", "pg2"]}]
+    path = example_topology(tmp_path_factory.mktemp("topo"), "two-az", "e2e-two-az", disks=disks)
     yield from lab_up(path)
 
 
@@ -60,8 +66,17 @@ def lab_up(path: Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
-        left = DockerRuntime(lab.client).leftovers(lab.plan.name)
-        assert left == EMPTY, f"down left objects of lab {lab.plan.name}: {left}"
+        assert_lab_gone(lab)
+
+
+def assert_lab_gone(lab: Lab) -> None:
+    """Nothing of the lab remains: Docker objects, loop devices, disk files, state."""
+    left = DockerRuntime(lab.client).leftovers(lab.plan.name)
+    assert left == EMPTY, f"down left objects of lab {lab.plan.name}: {left}"
+    if os.geteuid() == 0:
+        assert disks.loop_devices(lab.plan.name) == {}, "down left loop devices"
+    assert not disks.disk_dir(lab.plan.name).exists(), "down left the disk files"
+    assert not (state_root() / lab.plan.name).exists(), "down left the lab's state"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,116 @@
+"""Pure parts of the nemesis: grudges (partition shapes), targets, fault records."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from cmlab.engines.base import ClusterState, NodeRole, NodeState
+from cmlab.engines.registry import default_registry
+from cmlab.errors import FaultError
+from cmlab.faults import grudge, targets
+from cmlab.faults.base import Fault
+from cmlab.faults.network import Loss, Partition
+from cmlab.topology import load
+
+ROOT = Path(__file__).resolve().parents[2]
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def sees(g: grudge.Grudge, a: str, b: str) -> bool:
+    """Whether packets from a reach b."""
+    return a not in g.get(b, frozenset())
+
+
+def test_isolate_cuts_the_target_both_ways_and_leaves_the_rest_whole():
+    g = grudge.isolate(["n1"], NODES)
+    for other in NODES[1:]:
+        assert not sees(g, "n1", other) and not sees(g, other, "n1")
+    assert all(sees(g, a, b) for a in NODES[1:] for b in NODES[1:])
+
+
+def test_a_one_way_cut_drops_one_direction_only():
+    g = grudge.cut(["n1"], ["n2"], one_way=True)
+    assert not sees(g, "n1", "n2") and sees(g, "n2", "n1")
+    with pytest.raises(ValueError):
+        grudge.cut(["n1"], ["n1", "n2"])
+
+
+def test_halves_make_a_minority_and_a_majority():
+    g = grudge.halves(NODES, random.Random(3))
+    sides = {frozenset(n for n in NODES if sees(g, n, a)) for a in NODES}
+    assert sorted(len(s) for s in sides) == [2, 3]
+
+
+def test_a_bridge_node_sees_both_halves_that_do_not_see_each_other():
+    g = grudge.bridge(NODES, random.Random(1))
+    bridge = [n for n in NODES if all(sees(g, n, m) and sees(g, m, n) for m in NODES)]
+    assert len(bridge) == 1
+    others = [n for n in NODES if n != bridge[0]]
+    assert any(not sees(g, a, b) for a in others for b in others)
+
+
+def test_in_a_majorities_ring_every_node_sees_a_majority_and_no_two_the_same():
+    g = grudge.majorities_ring(NODES, random.Random(5))
+    views = {n: frozenset(m for m in NODES if sees(g, m, n)) for n in NODES}
+    assert all(len(v) >= 3 for v in views.values())
+    assert len(set(views.values())) == len(NODES)
+
+
+def plan():
+    return load(ROOT / "topologies" / "two-az.yaml", default_registry())
+
+
+def state(primary: str = "pg2") -> ClusterState:
+    roles = {"pg1": NodeRole.standby, "pg2": NodeRole.primary, "pg3": NodeRole.sync_standby,
+             "pg4": NodeRole.standby, "pg5": NodeRole.standby}
+    roles[primary], roles["pg2"] = roles["pg2"], roles[primary]
+    return ClusterState(tuple(NodeState(n, r, True) for n, r in roles.items()))
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("pg1", ["pg1"]),
+    ("pg1,pg4", ["pg1", "pg4"]),
+    ("az:az2", ["pg4", "pg5"]),
+    ("arbiters", ["pg1", "pg2", "pg4"]),
+    ("databases", ["pg1", "pg2", "pg3", "pg4", "pg5"]),
+    ("primary", ["pg2"]),
+    ("sync-standby", ["pg3"]),
+    ("standbys", ["pg1", "pg3", "pg4", "pg5"]),
+    ("primary,az:az2", ["pg2", "pg4", "pg5"]),
+])
+def test_targets_resolve_to_nodes_in_topology_order(spec, expected):
+    assert targets.resolve(spec, plan(), state()) == expected
+
+
+def test_shapes_pick_random_minorities_and_majorities_reproducibly():
+    p = plan()
+    one = targets.resolve("minority", p, None, random.Random(9))
+    assert len(one) == 2 and one == targets.resolve("minority", p, None, random.Random(9))
+    assert len(targets.resolve("majority", p, None, random.Random(9))) == 3
+    assert len(targets.resolve("one", p, None, random.Random(9))) == 1
+
+
+def test_unknown_targets_name_the_words_that_work():
+    with pytest.raises(FaultError, match="unknown target 'leader'.*primary"):
+        targets.resolve("leader", plan(), state())
+    with pytest.raises(FaultError, match="unknown AZ 'az3'"):
+        targets.resolve("az:az3", plan(), state())
+    with pytest.raises(FaultError, match="no arbiter leader"):
+        targets.resolve("arbiter-leader", plan(), state(), quorum_leader=lambda: None)
+
+
+def test_a_fault_survives_its_record_and_keeps_its_key():
+    f = Partition((("pg1", ("pg2", "pg3")), ("pg2", ("pg1",))), clients=True)
+    again = Fault.from_record(f.to_record())
+    assert again == f and again.key == f.key
+    assert Loss(("pg1",), 10.0).key != Loss(("pg1",), 20.0).key
+
+
+def test_nonsense_fault_parameters_are_refused():
+    with pytest.raises(FaultError):
+        Loss(("pg1",), 0)
+    with pytest.raises(FaultError):
+        Loss(("pg1",), 10, direction="sideways")

@@ -88,7 +88,7 @@ def capabilities() -> dict[str, Capability]:
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         caps.append(Capability("docker", False, str(exc), "labs"))
     for tool, pkg, enables in (("nsenter", "util-linux", "entering container namespaces"),
-                               ("arping", "iputils-arping", "gratuitous-ARP faults"),
+                               ("arping", "iputils-arping", "informational: ARP checks by hand (GARP faults use a raw socket)"),
                                ("losetup", "mount", "loop-device disks")):
         path = shutil.which(tool)
         caps.append(Capability(tool, path is not None, path or f"missing (apt-get install {pkg})", enables))

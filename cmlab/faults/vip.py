@@ -2,12 +2,13 @@
 duplicate address), send gratuitous ARP for the wrong node.
 
 Addresses are changed from the host with pyroute2 inside the node's
-namespace; the ARP is sent with the host's ``arping`` under ``nsenter``.
+namespace; the ARP is sent from a raw socket opened inside it (``nsenter``).
 Flapping on a schedule is :meth:`cmlab.faults.nemesis.Nemesis.flap_vip`.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import ClassVar
@@ -105,6 +106,22 @@ class VipDuplicate(Fault):
             return False
 
 
+#: Sends gratuitous ARP (a request and a reply, as vip-manager does) for an
+#: address the interface need not hold. arping cannot: it binds to the address.
+_GARP = """
+import socket, struct, sys, time
+ifname, ip, count = sys.argv[1], socket.inet_aton(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+mac = s.getsockname()[4]  # this namespace's interface (sysfs would show the host's)
+for _ in range(count):
+    for op, target in ((1, b"\\x00" * 6), (2, b"\\xff" * 6)):
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac, ip, target, ip)
+        s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp)
+    time.sleep(0.05)
+"""
+
+
 @dataclass(frozen=True)
 class VipGarp(Fault):
     """Send gratuitous ARP announcing the VIP at ``node``'s MAC address, so
@@ -112,7 +129,7 @@ class VipGarp(Fault):
 
     kind: ClassVar[str] = "vip-garp"
     reversible: ClassVar[bool] = False
-    requires: ClassVar[frozenset[str]] = frozenset({"root", "nsenter", "arping"})
+    requires: ClassVar[frozenset[str]] = frozenset({"root", "nsenter"})
     vip: str
     node: str
     count: int = 3
@@ -126,5 +143,4 @@ class VipGarp(Fault):
             raise FaultError(f"{self.node} is not in AZ {vip.az}, the L2 network of VIP {vip.name}")
         ns = ctx.netns(self.node)
         _, ifname = vip_interface(ctx, ns, self.node)
-        # -U: unsolicited ARP (GARP) from the VIP; -c: count; -w: deadline, seconds.
-        ns.run(["arping", "-U", "-c", str(self.count), "-w", str(self.count + 1), "-I", ifname, "-s", str(vip.address), str(vip.address)], check=False)
+        ns.run([sys.executable, "-c", _GARP, ifname, str(vip.address), str(self.count)])

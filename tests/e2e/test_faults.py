@@ -266,3 +266,37 @@ def test_the_cli_lists_and_heals_faults(lab: Lab):
     assert "partition" in out and "ms after the call" in out
     assert "partition" in cli("faults", "-l", lab.plan.name)
     assert "healed 1 fault(s)" in cli("heal", "-l", lab.plan.name)
+
+
+def test_a_gratuitous_arp_for_the_wrong_node_redirects_the_clients(lab: Lab):
+    """The host (the client) learns the VIP at the wrong node's MAC address."""
+    import subprocess
+
+    if not capabilities()["arping"].ok:
+        pytest.skip(f"arping: {capabilities()['arping'].detail}")
+    nemesis = lab.nemesis()
+    lab.wait_ready(lab.timing.start_s)
+    primary = lab.status().primary
+    vip = lab.plan.vip_of_az(lab.plan.node(primary).az)
+    other = next(n.name for n in lab.plan.nodes if n.az == vip.az and n.name != primary)
+    import socket
+
+    socket.create_connection((str(vip.address), 5432), timeout=2).close()  # the host learns the VIP's MAC
+
+    def mac_of_vip() -> str:
+        out = subprocess.run(["ip", "neigh", "show", str(vip.address)], capture_output=True, text=True).stdout
+        m = re.search(r"lladdr (\S+)", out)
+        return m.group(1) if m else ""
+
+    _, other_mac = lab.exec(other, ["cat", f"/sys/class/net/{vip_iface(lab, other)}/address"])
+    assert mac_of_vip() != other_mac.strip()
+    nemesis.apply(nemesis.vip_garp(other, vip.name))
+    assert mac_of_vip() == other_mac.strip()
+    nemesis.apply(nemesis.vip_garp(primary, vip.name))  # put the clients right again
+    assert mac_of_vip() != other_mac.strip()
+
+
+def vip_iface(lab: Lab, node: str) -> str:
+    _, out = lab.exec(node, ["ip", "-o", "-4", "addr", "show"])
+    addr = str(lab.plan.node(node).address)
+    return next(line.split()[1] for line in out.splitlines() if f" {addr}/" in line)

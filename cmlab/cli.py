@@ -323,11 +323,11 @@ def freeze(lab: str | None, seed: int | None, process: str, target: str) -> None
 @fault.command(name="container")
 @LAB_OPTION
 @SEED_OPTION
-@click.argument("action", type=click.Choice(["pause", "stop", "restart"]))
+@click.argument("action", type=click.Choice(["crash", "pause", "stop", "restart"]))
 @click.argument("target")
 @_friendly
 def container_(lab: str | None, seed: int | None, action: str, target: str) -> None:
-    """Pause, stop or restart TARGET's containers."""
+    """Crash (docker kill; heal starts it), pause, stop or restart TARGET's containers."""
     _apply(lab, seed, lambda n: getattr(n, action)(target))
 
 

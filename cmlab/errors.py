@@ -74,6 +74,10 @@ class WaitTimeout(CmlabError):
     """A bounded wait reached its deadline before its condition held."""
 
 
+class EngineError(CmlabError):
+    """The cluster manager refused or failed an operation (switchover...)."""
+
+
 class UnknownEngine(CmlabError):
     """The topology names an engine that is not registered."""
 

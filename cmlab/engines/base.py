@@ -59,6 +59,8 @@ class NodeState:
     lag_bytes: int | None = None
     timeline: int | None = None
     detail: str = ""
+    #: On a primary: the standbys streaming from it now.
+    followers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,15 @@ class Timing:
     :param start_s: from containers started to a ready cluster.
     :param failover_s: from the primary's loss to a new primary accepting writes.
     :param vip_s: from a new primary to the VIP on it.
+    :param vip_repair_s: from the VIP taken off the primary behind the
+        manager's back to the manager putting it back.
     :param poll_s: how often waits poll the cluster.
     """
 
     start_s: float
     failover_s: float
     vip_s: float
+    vip_repair_s: float = 0.0
     poll_s: float = 0.2
 
 
@@ -132,6 +137,10 @@ class NodeAccess(Protocol):
     def http_json(self, node: "NodePlan", port: int, path: str, timeout_s: float) -> Any:
         """GET ``http://<node address>:<port><path>`` and decode JSON.
         Raises ``OSError`` (or a subclass) when the node does not answer."""
+        ...
+
+    def http_post(self, node: "NodePlan", port: int, path: str, body: Any, timeout_s: float) -> tuple[int, str]:
+        """POST JSON to ``http://<node address>:<port><path>``: ``(status, body text)``."""
         ...
 
     def exec(self, node: "NodePlan", argv: list[str], user: str = "root") -> tuple[int, str]:
@@ -213,6 +222,25 @@ class Engine(ABC):
     def observe(self, plan: "LabPlan", access: NodeAccess) -> ClusterState:
         """Read the cluster's roles and health. Never raises for an
         unreachable node: it is reported as down or unknown."""
+
+    @abstractmethod
+    def leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
+        """The node the manager names primary now, as its consensus store says
+        (Patroni's leader key, CM's CMS view); None when it names none. The
+        measurement layer polls it: the manager's *detection* of a lost primary
+        is the moment it stops naming it."""
+
+    @abstractmethod
+    def observe_node(self, plan: "LabPlan", node: "NodePlan", access: NodeAccess) -> NodeState:
+        """One node's own view of itself (role, health, and on a primary its
+        followers). Never raises: an unreachable node is ``unknown``."""
+
+    def switchover(self, plan: "LabPlan", access: NodeAccess, candidate: str) -> None:
+        """Ask the manager to move the primary to ``candidate`` (planned, no
+        data loss). Raises :class:`cmlab.errors.EngineError` when refused."""
+        from cmlab.errors import EngineError
+
+        raise EngineError(f"engine {self.name} does not support switchover")
 
     def quorum_leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
         """The node that leads the quorum group now (etcd leader, CMS primary),

@@ -21,7 +21,7 @@ from docker.models.containers import Container
 
 from cmlab.engines.base import Engine
 from cmlab.errors import FaultError
-from cmlab.faults.netns import ContainerNetns
+from cmlab.runtime.netns import ContainerNetns
 from cmlab.runtime.docker import DockerRuntime
 from cmlab.topology.plan import LabPlan
 

@@ -36,7 +36,7 @@ from cmlab.faults.host import require
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
                                   remove_qdiscs, set_links)
 from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
-from cmlab.faults.process import Freeze, Kill, Pause, Restart, Stop
+from cmlab.faults.process import Crash, Freeze, Kill, Pause, Restart, Stop
 from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_address, vip_of
 from cmlab.state import lab_state_dir
 
@@ -138,6 +138,9 @@ class Nemesis:
 
     def freeze(self, spec: str, process: str) -> Freeze:
         return Freeze(self._nodes(spec), process)
+
+    def crash(self, spec: str) -> Crash:
+        return Crash(self._nodes(spec))
 
     def pause(self, spec: str) -> Pause:
         return Pause(self._nodes(spec))

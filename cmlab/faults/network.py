@@ -19,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cmlab.errors import FaultError, Unsupported
 from cmlab.faults.base import Fault, FaultContext
-from cmlab.faults.netns import ContainerNetns, host_rtnl
+from cmlab.runtime.netns import ContainerNetns, host_rtnl
 
 TABLE = "inet cmlab"
 #: tc handle of cmlab's root qdiscs (major 0xc1ab), so heal finds its own only.

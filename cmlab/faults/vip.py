@@ -17,7 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cmlab.errors import FaultError
 from cmlab.faults.base import Fault, FaultContext
-from cmlab.faults.netns import ContainerNetns
+from cmlab.runtime.netns import ContainerNetns
 from cmlab.topology.plan import VipPlan
 
 

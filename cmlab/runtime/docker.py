@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import urllib.error
 import tarfile
 import time
 import urllib.request
@@ -24,7 +26,8 @@ from docker.models.containers import Container
 from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 
 from cmlab.engines.base import ContainerSpec, FileSpec
-from cmlab.errors import LabError
+from cmlab.errors import FaultError, LabError
+from cmlab.runtime.netns import ContainerNetns
 from cmlab.runtime import labels as L
 from cmlab.topology.plan import PREFIX, LabPlan, NodePlan
 
@@ -269,6 +272,15 @@ class DockerNodeAccess:
         with urllib.request.urlopen(f"http://{node.address}:{port}{path}", timeout=timeout_s) as resp:
             return json.loads(resp.read())
 
+    def http_post(self, node: NodePlan, port: int, path: str, body: Any, timeout_s: float) -> tuple[int, str]:
+        req = urllib.request.Request(f"http://{node.address}:{port}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return resp.status, resp.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
     def exec(self, node: NodePlan, argv: list[str], user: str = "root") -> tuple[int, str]:
         c = self.runtime.container(node)
         if c is None:
@@ -284,7 +296,18 @@ class DockerNodeAccess:
         return c is not None and c.status == "running"
 
     def addresses(self, node: NodePlan) -> set[IPv4Address]:
-        """IPv4 addresses on the node's interfaces (empty if it cannot be asked)."""
+        """IPv4 addresses on the node's interfaces (empty if it cannot be asked).
+        As root, read from the host through the node's namespace (a few
+        milliseconds); otherwise with ``docker exec ip`` (tens)."""
+        if os.geteuid() == 0:
+            c = self.runtime.container(node)
+            if c is None or c.status not in ("running", "paused"):
+                return set()
+            try:
+                with ContainerNetns(c).rtnl() as ipr:
+                    return {IPv4Address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=2)}
+            except (FaultError, OSError):
+                return set()
         try:
             code, out = self.exec(node, ["ip", "-4", "-o", "addr", "show"])
         except LabError:

@@ -15,7 +15,7 @@ import pytest
 from cmlab.api import Lab
 from cmlab.errors import FaultError, Unsupported
 from cmlab.faults.host import capabilities
-from cmlab.faults.netns import ContainerNetns, host_rtnl
+from cmlab.runtime.netns import ContainerNetns, host_rtnl
 from cmlab.faults.network import QDISC_HANDLE, chains
 from cmlab.faults.process import processes
 from cmlab.wait import wait_for

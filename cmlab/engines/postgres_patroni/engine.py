@@ -9,6 +9,8 @@ postmaster is re-parented to PID 1 and must be reaped: reference §7).
 
 from __future__ import annotations
 
+import json
+import urllib.error
 from typing import Any
 
 from cmlab.engines.base import (
@@ -24,7 +26,7 @@ from cmlab.engines.base import (
 )
 from cmlab.engines.postgres_patroni import config
 from cmlab.engines.postgres_patroni.parameters import PatroniParameters
-from cmlab.errors import Issue
+from cmlab.errors import EngineError, Issue
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
 
@@ -33,6 +35,8 @@ _ROLES = {"leader": NodeRole.primary, "master": NodeRole.primary, "sync_standby"
           "replica": NodeRole.standby, "standby_leader": NodeRole.standby}
 #: Seconds a REST call may take; /patroni can block during crash recovery (reference §9).
 HTTP_TIMEOUT_S = 1.0
+#: Seconds a leader-key read may take: it is polled every few tens of milliseconds.
+LEADER_TIMEOUT_S = 0.25
 
 
 class PostgresPatroni(Engine):
@@ -90,6 +94,8 @@ class PostgresPatroni(Engine):
             # initdb, etcd bootstrap and pg_basebackup of the standbys; measured
             # 6.5-10.8 s on bare namespaces (reference §9), so a wide margin.
             start_s=60.0 + 2 * p.ttl,
+            # vip-manager 1.0.2 rechecks its address every 10 s (reference §4).
+            vip_repair_s=10.0 + 2 * p.vip_interval_ms / 1000 + 2.0,
             # Leader key expiry (ttl), one loop, the survivors' 2 s REST check of the
             # dead node, promotion (reference §2); the issue's bound.
             failover_s=float(p.ttl + p.loop_wait + 5),
@@ -99,6 +105,58 @@ class PostgresPatroni(Engine):
 
     def dsn(self, plan: LabPlan, host: str) -> str:
         return f"host={host} port={config.PG_PORT} user={config.SUPERUSER[0]} password={config.SUPERUSER[1]} dbname=postgres"
+
+    def leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
+        """The value of the leader key ``/service/<scope>/leader`` (etcd v2),
+        read from the first quorum member that answers; None when absent."""
+        for node in plan.nodes_with(Role.quorum):
+            try:
+                data = access.http_json(node, config.ETCD_CLIENT_PORT, f"/v2/keys{config.leader_key(plan)}", LEADER_TIMEOUT_S)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    return None  # the key expired or was deleted: no leader
+                continue
+            except (OSError, ValueError):
+                continue
+            return str(data.get("node", {}).get("value")) or None
+        return None
+
+    def observe_node(self, plan: LabPlan, node: NodePlan, access: NodeAccess) -> NodeState:
+        """Patroni's ``GET /patroni`` on the node (role ``master``/``replica`` in
+        3.0.2; a primary lists its streaming standbys under ``replication``)."""
+        if not access.running(node):
+            return NodeState(node.name, NodeRole.down, healthy=False, detail="container not running")
+        if not node.has(Role.database):
+            healthy = _etcd_healthy(access, node)
+            return NodeState(node.name, NodeRole.arbiter, healthy=healthy)
+        try:
+            data = access.http_json(node, config.REST_PORT, "/patroni", HTTP_TIMEOUT_S)
+        except urllib.error.HTTPError as exc:  # 503 still carries the body
+            try:
+                data = json.loads(exc.read())
+            except ValueError:
+                return NodeState(node.name, NodeRole.unknown, healthy=False, detail=f"HTTP {exc.code}")
+        except (OSError, ValueError) as exc:
+            return NodeState(node.name, NodeRole.unknown, healthy=False, detail=type(exc).__name__)
+        role = NodeRole.primary if data.get("role") in ("master", "primary") else (
+            NodeRole.standby if data.get("role") == "replica" else NodeRole.unknown)
+        followers = tuple(r.get("application_name", "") for r in data.get("replication", []) if r.get("state") == "streaming")
+        if role is NodeRole.standby and data.get("sync_standby"):
+            role = NodeRole.sync_standby
+        return NodeState(node.name, role, healthy=data.get("state") == "running", timeline=data.get("timeline"),
+                         detail=str(data.get("state", "")), followers=followers)
+
+    def switchover(self, plan: LabPlan, access: NodeAccess, candidate: str) -> None:
+        """``POST /switchover`` to the current leader's REST API (Patroni docs rest_api.rst)."""
+        leader = self.leader(plan, access)
+        if leader is None:
+            raise EngineError("no leader to switch over from")
+        if leader == candidate:
+            return
+        status, body = access.http_post(plan.node(leader), config.REST_PORT, "/switchover",
+                                        {"leader": leader, "candidate": candidate}, 30.0)
+        if status != 200:
+            raise EngineError(f"switchover {leader} -> {candidate} refused (HTTP {status}): {body.strip()}")
 
     def quorum_leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
         """The etcd leader, from each member's ``/v2/stats/self`` (``StateLeader``)."""

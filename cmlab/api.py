@@ -249,6 +249,19 @@ class Lab:
                                    deadline_s, self.timing.poll_s, "new primary", lambda c: f"primaries {c.primaries}")
         return cluster.primaries[0], waited
 
+    def switchover(self, candidate: str) -> LabStatus:
+        """Move the primary to ``candidate`` through the manager, and wait until
+        the cluster is ready with it as primary (deadline: the engine's start
+        deadline, seconds).
+
+        :raises EngineError: the manager refused.
+        :raises WaitTimeout: not done in time.
+        """
+        self.engine.switchover(self.plan, self.runtime.access(self.plan), candidate)
+        status, _ = wait_for(self.status, lambda s: s.ready and s.primary == candidate, self.timing.start_s,
+                             self.timing.poll_s, f"{candidate} as the ready primary", lambda s: s.not_ready or f"primary {s.primary}")
+        return status
+
     def dsn(self, host: str) -> str:
         """A libpq connection string to ``host`` (node name, node address or VIP address)."""
         try:

@@ -419,6 +419,60 @@ def heal(lab: str | None, key: str | None) -> None:
 
 
 @main.command()
+def scenarios() -> None:
+    """List the failover scenarios."""
+    from cmlab.scenarios import SCENARIOS
+
+    for s in SCENARIOS.values():
+        out.print(f"{s.name:28} {s.summary}")
+
+
+@main.command()
+@LAB_OPTION
+@click.option("-n", "--trials", type=int, default=1, show_default=True, help="How many trials.")
+@click.option("--fresh", is_flag=True, help="A fresh lab for each trial (down and up between trials).")
+@click.argument("scenario")
+@_friendly
+def run(lab: str | None, trials: int, fresh: bool, scenario: str) -> None:
+    """Run a failover SCENARIO on a lab, N times; print the summary and where the reports are."""
+    from cmlab.scenarios import get
+    from cmlab.trials import run_scenario
+
+    sc = get(scenario)
+    result = run_scenario(api.Lab.attach(_lab_name(lab)), sc, trials, fresh)
+    _print_run(json.loads((result.directory / "report.json").read_text()))
+    out.print(f"reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@_friendly
+def report(run_dir: str) -> None:
+    """Render a run's reports again from its saved histories (no lab needed)."""
+    from cmlab.report import rerender
+
+    try:
+        doc = rerender(Path(run_dir))
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"{run_dir} is not a run directory ({exc.filename} is missing)") from None
+    _print_run(doc)
+    out.print(f"reports: {run_dir}/report.html")
+
+
+def _print_run(doc: dict[str, Any]) -> None:
+    table = Table(title=f"{doc['scenario']['name']}: {doc['totals']['trials']} trial(s), resolution {doc['resolution_s']} s")
+    for col in ("metric (s)", "n", "min", "p50", "p95", "max"):
+        table.add_column(col)
+    for metric, st in doc["summary"].items():
+        table.add_row(metric, str(st["n"]), *(f"{st[k]:.3f}" if k in st else "" for k in ("min", "p50", "p95", "max")))
+    out.print(table)
+    t = doc["totals"]
+    out.print(f"failovers {t['failovers']}, lost acknowledged writes {t['lost_writes']}, split-brain intervals "
+              f"{t['split_brain_intervals']}, duplicate-VIP intervals {t['duplicate_vip_intervals']}; "
+              f"promises {'kept' if doc['passed'] else '[red]BROKEN[/]'}")
+
+
+@main.command()
 @_friendly
 def doctor() -> None:
     """What this host can do, and so which faults are available."""

@@ -61,9 +61,12 @@ class Writer:
     """
 
     def __init__(self, dsn: str, name: str = "w1", interval_s: float = 0.02,
-                 connect_timeout_s: float = 0.5, op_timeout_s: float = 1.0) -> None:
+                 connect_timeout_s: float = 0.5, op_timeout_s: float = 1.0, create_table: bool = True) -> None:
         self.dsn = dsn
         self.name = name
+        self.create_table = create_table
+        #: CPU seconds the writer's thread used (set when it ends).
+        self.cpu_s = 0.0
         self.interval_s = interval_s
         self.connect_timeout_s = connect_timeout_s
         self.op_timeout_s = op_timeout_s
@@ -79,7 +82,11 @@ class Writer:
         self.stop()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name=f"writer-{self.name}", daemon=True)
+        def main() -> None:
+            asyncio.run(self._run())
+            self.cpu_s = time.thread_time()
+
+        self._thread = threading.Thread(target=main, name=f"writer-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -89,15 +96,14 @@ class Writer:
             self._thread.join(timeout_s)
 
     async def _connect(self) -> psycopg.AsyncConnection:
-        conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(
+        async with asyncio.timeout(self.connect_timeout_s):
+            conn = await psycopg.AsyncConnection.connect(
                 self.dsn, autocommit=True, connect_timeout=2, tcp_user_timeout=1000,
                 keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
                 application_name=f"cmlab-writer-{self.name}",
-            ),
-            self.connect_timeout_s,
-        )
-        await conn.execute(CREATE)
+            )
+        if self.create_table:
+            await conn.execute(CREATE)
         return conn
 
     async def _run(self) -> None:
@@ -112,12 +118,19 @@ class Writer:
                 if conn is None:
                     conn = await self._connect()
                 requested = True
-                cur = await asyncio.wait_for(conn.execute(INSERT, (self.name, seq)), self.op_timeout_s)
-                row = await cur.fetchone()
+                # asyncio.timeout, not wait_for: no task per write (the probe's CPU budget).
+                async with asyncio.timeout(self.op_timeout_s):
+                    cur = await conn.execute(INSERT, (self.name, seq), prepare=True)
+                    row = await cur.fetchone()
                 self.writes.append(Write(seq, sent, time.monotonic(), node=(row[0] if row else None) or None))
             except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
-                self.writes.append(Write(seq, sent, None, error=f"{type(exc).__name__}: {exc}".strip()[:200], unknown=requested))
-                if conn is not None:
+                # The server answered with an error (a standby: read-only): the write
+                # surely failed and the connection is still good. Anything else
+                # (timeout, broken connection) leaves the outcome unknown.
+                answered = getattr(exc, "sqlstate", None) is not None
+                self.writes.append(Write(seq, sent, None, error=f"{type(exc).__name__}: {exc}".strip()[:200],
+                                         unknown=requested and not answered))
+                if conn is not None and (not answered or conn.broken):
                     with contextlib.suppress(Exception):
                         conn.pgconn.finish()  # drop it without a round trip to a dead server
                     conn = None
@@ -150,3 +163,22 @@ def stored_seqs(dsn: str, writer: str) -> set[int]:
     """The sequence numbers of ``writer`` stored on the server at ``dsn``."""
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         return {r[0] for r in conn.execute(f"SELECT seq FROM {TABLE} WHERE writer = %s", (writer,))}
+
+
+def stored_writes(dsn: str) -> set[tuple[str, int]]:
+    """Every ``(writer, seq)`` stored on the server at ``dsn``."""
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        return {(r[0], r[1]) for r in conn.execute(f"SELECT writer, seq FROM {TABLE}")}
+
+
+def create_table(dsn: str) -> None:
+    """Create the writers' table (on the primary; it replicates)."""
+    with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+        conn.execute(CREATE)
+
+
+def reset_table(dsn: str) -> None:
+    """Empty the writers' table, so a trial reads only its own rows."""
+    with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+        conn.execute(CREATE)
+        conn.execute(f"TRUNCATE {TABLE}")

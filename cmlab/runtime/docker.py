@@ -8,9 +8,11 @@ alone. Removal goes by label, so it also cleans a half-built lab.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
+import threading
 import urllib.error
 import tarfile
 import time
@@ -267,10 +269,32 @@ class DockerNodeAccess:
 
     def __init__(self, runtime: DockerRuntime) -> None:
         self.runtime = runtime
+        # Kept-alive HTTP connections, one set per thread: observers poll every
+        # few tens of milliseconds, and a new TCP connection each time costs CPU.
+        self._local = threading.local()
 
     def http_json(self, node: NodePlan, port: int, path: str, timeout_s: float) -> Any:
-        with urllib.request.urlopen(f"http://{node.address}:{port}{path}", timeout=timeout_s) as resp:
-            return json.loads(resp.read())
+        """GET and decode JSON. Raises ``urllib.error.HTTPError`` for a status
+        other than 200 (with the body), ``OSError`` when the node does not answer."""
+        pool: dict[tuple[str, int], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        key = (str(node.address), port)
+        conn = pool.get(key)
+        if conn is None:
+            conn = pool[key] = http.client.HTTPConnection(key[0], port, timeout=timeout_s)
+        conn.timeout = timeout_s
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout_s)
+        try:
+            conn.request("GET", path, headers={"Connection": "keep-alive"})
+            resp = conn.getresponse()
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            pool.pop(key, None)
+            raise OSError(f"{key[0]}:{port}{path}: {exc}") from None
+        if resp.status != 200:
+            raise urllib.error.HTTPError(f"http://{key[0]}:{port}{path}", resp.status, resp.reason, resp.headers, io.BytesIO(body))
+        return json.loads(body)
 
     def http_post(self, node: NodePlan, port: int, path: str, body: Any, timeout_s: float) -> tuple[int, str]:
         req = urllib.request.Request(f"http://{node.address}:{port}{path}", data=json.dumps(body).encode(),

@@ -1,0 +1,171 @@
+"""Reports of a run, written from the saved histories alone (so ``cmlab
+report RUN_DIR`` renders them again with no lab running):
+
+* ``report.json``: the stable, documented schema ``cmlab.run/1``
+  (docs/report-schema.md);
+* ``junit.xml``: one test case per trial, every metric a JUnit property;
+* ``report.html``: the summary table, the promises and their verdicts, and
+  a timeline per trial (inline SVG);
+* ``trial-NN/timeline.png``: each timeline for a quick look.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree as ET
+
+from cmlab.checkers.metrics import TrialMetrics, compute
+from cmlab.checkers.stats import summary
+from cmlab.engines.base import Timing
+from cmlab.history import History
+from cmlab.report.plot import draw
+from cmlab.scenarios import SCENARIOS, Scenario
+
+if TYPE_CHECKING:
+    from cmlab.trials import Run
+
+SCHEMA = "cmlab.run/1"
+#: Metrics summarised over trials (seconds).
+TIMED = ("client_rto_s", "detection_s", "promotion_s", "vip_s", "vip_after_promotion_s", "following_s")
+
+
+def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, bool | None]:
+    """Each promise of the scenario, kept (True), broken (False) or not made (None)."""
+    bound = scenario.rto_bound_s(timing) if scenario.rto_bound_s else None
+    return {
+        "rto_under_bound": None if bound is None else (m.client_rto_s is not None and m.client_rto_s <= bound),
+        "failover_as_expected": None if scenario.failover is None else m.failover == scenario.failover,
+        "no_lost_writes": None if not scenario.no_lost_writes else not m.lost_writes,
+        "no_split_brain": None if not scenario.no_split_brain else not m.split_brain,
+    }
+
+
+def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``cmlab.run/1`` document."""
+    timing = Timing(**trials[0][1].meta["timing"]) if trials else None
+    bound = scenario.rto_bound_s(timing) if scenario.rto_bound_s and timing else None
+    rows = []
+    for index, h, m in trials:
+        rows.append({"trial": index, **m.to_json(), "verdicts": verdicts(scenario, timing, m) if timing else {}})
+    doc = {
+        "schema": SCHEMA,
+        **meta,
+        "scenario": {"name": scenario.name, "summary": scenario.summary, "notes": scenario.notes,
+                     "promises": {"rto_bound_s": bound, "failover": scenario.failover,
+                                  "no_lost_writes": scenario.no_lost_writes, "no_split_brain": scenario.no_split_brain}},
+        "resolution_s": max((m.resolution_s for _, _, m in trials), default=None),
+        "summary": {k: summary([getattr(m, k) for _, _, m in trials]) for k in TIMED},
+        "totals": {
+            "trials": len(trials),
+            "failovers": sum(m.failover for _, _, m in trials),
+            "lost_writes": sum(len(m.lost_writes) for _, _, m in trials),
+            "split_brain_intervals": sum(len(m.split_brain) for _, _, m in trials),
+            "duplicate_vip_intervals": sum(len(m.duplicate_vip) for _, _, m in trials),
+            "unknown_writes": sum(m.unknown_writes for _, _, m in trials),
+        },
+        "probe_cpu_percent": summary([m.probe_cpu_percent for _, _, m in trials]),
+        "trials": rows,
+    }
+    doc["passed"] = all(v is not False for r in rows for v in r["verdicts"].values())
+    return doc
+
+
+def junit(doc: dict[str, Any]) -> bytes:
+    suite = ET.Element("testsuite", name=f"cmlab.{doc['scenario']['name']}", tests=str(len(doc["trials"])),
+                       failures=str(sum(any(v is False for v in r["verdicts"].values()) for r in doc["trials"])))
+    props = ET.SubElement(suite, "properties")
+    for metric, stats in doc["summary"].items():
+        for stat in ("p50", "p95", "max"):
+            if stat in stats:
+                ET.SubElement(props, "property", name=f"{metric}.{stat}", value=f"{stats[stat]:.3f}")
+    for r in doc["trials"]:
+        case = ET.SubElement(suite, "testcase", classname=f"cmlab.{doc['scenario']['name']}", name=f"trial-{r['trial']:02d}",
+                             time=f"{(r['client_rto_s'] or 0):.3f}")
+        cprops = ET.SubElement(case, "properties")
+        for key in (*TIMED, "failover", "old_primary", "new_primary"):
+            ET.SubElement(cprops, "property", name=key, value=str(r[key]))
+        for key in ("lost_writes", "split_brain", "duplicate_vip"):
+            ET.SubElement(cprops, "property", name=key, value=str(len(r[key])))
+        broken = [k for k, v in r["verdicts"].items() if v is False]
+        if broken:
+            ET.SubElement(case, "failure", message=", ".join(broken)).text = json.dumps(
+                {k: r[k] for k in ("client_rto_s", "lost_writes", "split_brain", "failover")}, default=str)[:4000]
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
+    s = doc["scenario"]
+    verdict = {True: "kept", False: "<b style='color:#c00'>BROKEN</b>", None: "not promised"}
+    out = [f"<!doctype html><meta charset=utf-8><title>cmlab {html.escape(s['name'])}</title>",
+           "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+           "padding:3px 8px;text-align:right}th{background:#f4f4f4}svg{max-width:100%;height:auto}</style>",
+           f"<h1>{html.escape(s['name'])}</h1><p>{html.escape(s['summary'])}</p>",
+           f"<p>lab <b>{html.escape(str(doc.get('lab')))}</b>, engine <b>{html.escape(str(doc.get('engine')))}</b>, "
+           f"{doc['totals']['trials']} trial(s), resolution {_fmt(doc['resolution_s'])} s, "
+           f"probe CPU p50 {_fmt(doc['probe_cpu_percent'].get('p50'))} % of one core</p>"]
+    if s["notes"]:
+        out.append(f"<p><i>{html.escape(s['notes'])}</i></p>")
+    out.append("<h2>Summary (seconds)</h2><table><tr><th>metric</th><th>n</th><th>min</th><th>p50</th><th>p95</th>"
+               "<th>max</th><th>stdev</th><th>missing</th></tr>")
+    for metric, st in doc["summary"].items():
+        out.append(f"<tr><th>{metric}</th>" + "".join(f"<td>{_fmt(st.get(k))}</td>" for k in ("n", "min", "p50", "p95", "max", "stdev", "missing")) + "</tr>")
+    out.append("</table><h2>Promises</h2><table><tr><th>promise</th><th>value</th><th>trials kept / broken</th></tr>")
+    for key, value in s["promises"].items():
+        vkey = {"rto_bound_s": "rto_under_bound", "failover": "failover_as_expected"}.get(key, key)
+        kept = sum(r["verdicts"].get(vkey) is True for r in doc["trials"])
+        broken = sum(r["verdicts"].get(vkey) is False for r in doc["trials"])
+        out.append(f"<tr><th>{key}</th><td>{_fmt(value)}</td><td>{kept} / {broken}</td></tr>")
+    out.append("</table><h2>Trials</h2><table><tr><th>trial</th><th>old → new</th><th>RTO</th><th>detection</th>"
+               "<th>promotion</th><th>VIP</th><th>following</th><th>lost</th><th>split brain</th><th>dup VIP</th><th>verdicts</th></tr>")
+    for r in doc["trials"]:
+        v = "; ".join(f"{k}: {verdict[x]}" for k, x in r["verdicts"].items())
+        out.append(f"<tr><td>{r['trial']}</td><td>{r['old_primary']} → {r['new_primary']}</td>" + "".join(
+            f"<td>{_fmt(r[k])}</td>" for k in ("client_rto_s", "detection_s", "promotion_s", "vip_s", "following_s"))
+            + f"<td>{len(r['lost_writes'])}</td><td>{len(r['split_brain'])}</td><td>{len(r['duplicate_vip'])}</td><td>{v}</td></tr>")
+    out.append("</table>")
+    for r in doc["trials"]:
+        out.append(f"<h3>Trial {r['trial']}</h3>{svgs.get(r['trial'], '')}")
+        if r["lost_writes"]:
+            out.append("<p>Lost acknowledged writes: " + html.escape(", ".join(
+                f"{w['writer']}#{w['seq']} by {w['node']} at {w['acked_s']:+.3f} s" for w in r["lost_writes"][:200])) + "</p>")
+    return "\n".join(out)
+
+
+def render(directory: Path, scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], meta: dict[str, Any]) -> dict[str, Any]:
+    doc = build(scenario, trials, meta)
+    (directory / "report.json").write_text(json.dumps(doc, indent=2, default=str))
+    (directory / "junit.xml").write_bytes(junit(doc))
+    svgs = {}
+    for index, h, m in trials:
+        (directory / f"trial-{index:02d}" / "timeline.png").write_bytes(draw(h, m, "png"))
+        svg = draw(h, m, "svg").decode()
+        svgs[index] = svg[svg.index("<svg"):]
+    (directory / "report.html").write_text(html_report(doc, svgs))
+    return doc
+
+
+def write_reports(run: "Run") -> dict[str, Any]:
+    meta = {"lab": run.lab, "engine": run.engine, "parameters": run.parameters}
+    (run.directory / "run.json").write_text(json.dumps({"scenario": run.scenario.name, **meta}, indent=2))
+    return render(run.directory, run.scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
+
+
+def rerender(directory: Path) -> dict[str, Any]:
+    """Render a saved run's reports again from its histories (no lab needed).
+
+    :raises FileNotFoundError: ``directory`` is not a run directory.
+    """
+    meta = json.loads((directory / "run.json").read_text())
+    scenario = SCENARIOS[meta.pop("scenario")]
+    trials = []
+    for trial_dir in sorted(directory.glob("trial-*")):
+        h = History.load(trial_dir / "history.jsonl")
+        trials.append((int(trial_dir.name.split("-")[1]), h, compute(h)))
+    return render(directory, scenario, trials, meta)

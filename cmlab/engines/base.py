@@ -139,8 +139,8 @@ class NodeAccess(Protocol):
         Raises ``OSError`` (or a subclass) when the node does not answer."""
         ...
 
-    def http_post(self, node: "NodePlan", port: int, path: str, body: Any, timeout_s: float) -> tuple[int, str]:
-        """POST JSON to ``http://<node address>:<port><path>``: ``(status, body text)``."""
+    def http_post(self, node: "NodePlan", port: int, path: str, body: Any, timeout_s: float, method: str = "POST") -> tuple[int, str]:
+        """Send JSON (POST, or ``method``) to ``http://<node address>:<port><path>``: ``(status, body text)``."""
         ...
 
     def exec(self, node: "NodePlan", argv: list[str], user: str = "root") -> tuple[int, str]:

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
 
 import psycopg
+
+# An op timeout cancels the statement as a client with a statement timeout
+# would; psycopg then logs a warning per cancelled write, which is noise here.
+logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 TABLE = "cmlab_writes"
 CREATE = f"CREATE TABLE IF NOT EXISTS {TABLE} (writer text NOT NULL, seq bigint NOT NULL, node text, PRIMARY KEY (writer, seq))"

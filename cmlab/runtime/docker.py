@@ -296,9 +296,9 @@ class DockerNodeAccess:
             raise urllib.error.HTTPError(f"http://{key[0]}:{port}{path}", resp.status, resp.reason, resp.headers, io.BytesIO(body))
         return json.loads(body)
 
-    def http_post(self, node: NodePlan, port: int, path: str, body: Any, timeout_s: float) -> tuple[int, str]:
+    def http_post(self, node: NodePlan, port: int, path: str, body: Any, timeout_s: float, method: str = "POST") -> tuple[int, str]:
         req = urllib.request.Request(f"http://{node.address}:{port}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+                                     headers={"Content-Type": "application/json"}, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return resp.status, resp.read().decode(errors="replace")

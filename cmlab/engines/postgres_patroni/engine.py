@@ -153,10 +153,25 @@ class PostgresPatroni(Engine):
             raise EngineError("no leader to switch over from")
         if leader == candidate:
             return
-        status, body = access.http_post(plan.node(leader), config.REST_PORT, "/switchover",
-                                        {"leader": leader, "candidate": candidate}, 30.0)
+        node = plan.node(leader)
+        sync = PatroniParameters.model_validate(plan.parameters).synchronous_mode
+        # In synchronous mode Patroni switches over only to the sync standby; to reach
+        # another node, synchronous mode is paused for the switchover (PATCH /config is dynamic).
+        if sync:
+            self._set_sync(access, node, False)
+        try:
+            status, body = access.http_post(node, config.REST_PORT, "/switchover", {"leader": leader, "candidate": candidate}, 30.0)
+        finally:
+            if sync:
+                self._set_sync(access, node, True)
         if status != 200:
             raise EngineError(f"switchover {leader} -> {candidate} refused (HTTP {status}): {body.strip()}")
+
+    @staticmethod
+    def _set_sync(access: NodeAccess, node: NodePlan, on: bool) -> None:
+        status, body = access.http_post(node, config.REST_PORT, "/config", {"synchronous_mode": on}, 10.0, method="PATCH")
+        if status != 200:
+            raise EngineError(f"PATCH /config synchronous_mode={on} refused (HTTP {status}): {body.strip()}")
 
     def quorum_leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
         """The etcd leader, from each member's ``/v2/stats/self`` (``StateLeader``)."""

@@ -1,0 +1,77 @@
+"""Failover scenarios on postgres-patroni, measured, with the engine's promises asserted.
+
+Each scenario runs one trial; the bound comes from the lab's own timing
+parameters (ttl, loop_wait...). Figures are printed (pytest -s shows them),
+and the run's reports are checked to exist and parse.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from cmlab.api import Lab
+from cmlab.checkers.assertions import assert_failover, assert_no_lost_writes, assert_no_split_brain, assert_rto_under
+from cmlab.faults.host import capabilities
+from cmlab.scenarios import get
+from cmlab.trials import run_scenario
+
+from .conftest import example_topology, lab_up
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def quick_lab(docker_client, tmp_path_factory):
+    path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-failover")
+    yield from lab_up(path)
+
+
+def measured(lab: Lab, name: str, tmp_path) -> None:
+    scenario = get(name)
+    if not capabilities()["root"].ok:
+        pytest.skip("the scenarios' faults need root")
+    run = run_scenario(lab, scenario, trials=1, directory=tmp_path / name)
+    trial = run.trials[0]
+    m = trial.metrics
+    fmt = lambda v: "-" if v is None else f"{v:.2f} s"  # noqa: E731
+    bound = scenario.rto_bound_s(lab.timing) if scenario.rto_bound_s else None
+    print(f"\n{name}: {m.old_primary} -> {m.new_primary}; client RTO {fmt(m.client_rto_s)} (bound {fmt(bound)}), "
+          f"detection {fmt(m.detection_s)}, promotion {fmt(m.promotion_s)}, VIP {fmt(m.vip_s)}, "
+          f"following {fmt(m.following_s)}; {m.acked_writes} acked, {len(m.lost_writes)} lost, "
+          f"{len(m.split_brain)} split-brain, {len(m.duplicate_vip)} duplicate-VIP intervals; probes {m.probe_cpu_percent} % CPU")
+    if bound is not None:
+        assert_rto_under(trial, bound)
+    assert_failover(trial, scenario.failover)
+    if scenario.no_lost_writes:
+        assert_no_lost_writes(trial)
+    if scenario.no_split_brain:
+        assert_no_split_brain(trial)
+    assert m.resolution_s <= 0.02
+    doc = json.loads((run.directory / "report.json").read_text())
+    assert doc["schema"] == "cmlab.run/1" and doc["passed"] is True
+    assert ET.parse(run.directory / "junit.xml").getroot().get("failures") == "0"
+    assert "<svg" in (run.directory / "report.html").read_text()
+    assert (run.directory / "trial-01" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db", "isolate-primary", "isolate-arbiter-leader", "vip-removed"])
+def test_one_az_scenario(quick_lab: Lab, name: str, tmp_path):
+    measured(quick_lab, name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["split-az-majority-primary", "split-az-minority-primary"])
+def test_az_partition_scenario(two_az_lab: Lab, name: str, tmp_path):
+    measured(two_az_lab, name, tmp_path)
+
+
+def test_reports_render_again_from_the_saved_run(quick_lab: Lab, tmp_path):
+    run = run_scenario(quick_lab, get("vip-removed"), trials=1, directory=tmp_path / "again")
+    (run.directory / "report.html").unlink()
+    result = subprocess.run([sys.executable, "-m", "cmlab.cli", "report", str(run.directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (run.directory / "report.html").exists() and "client_rto_s" in result.stdout

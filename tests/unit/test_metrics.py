@@ -1,0 +1,100 @@
+"""Metrics, statistics and assertions on synthetic histories (no Docker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cmlab.checkers import assertions
+from cmlab.checkers.metrics import compute, duplicate_vip, split_brain
+from cmlab.checkers.stats import percentile, summary
+from cmlab.history import History, WriteRec
+from cmlab.trials import Trial
+
+
+def history(with_split_brain: bool = False) -> History:
+    """pg1 primary until the fault at t=10, pg2 promoted at 14; 20 ms writes."""
+    h = History()
+    h.meta = {"scenario": "kill-primary", "old_primary": "pg1", "final_primary": "pg2",
+              "database_nodes": ["pg1", "pg2"], "vip_of": {"pg1": "vip-az1", "pg2": "vip-az1"},
+              "cadence": {"write_s": 0.02, "fast_s": 0.02}, "probe_window": [8.0, 20.0]}
+    h.events = [{"event": "fault-applied", "t": 10.0, "t_call": 9.99}, {"event": "healed", "t": 16.0}]
+    seq = 0
+    t = 8.0
+    while t < 20.0:
+        seq += 1
+        if t < 10.0:
+            h.writes.append(WriteRec("vip:vip-az1", seq, t, t + 0.005, "pg1"))
+        elif t < 14.0:
+            h.writes.append(WriteRec("vip:vip-az1", seq, t, None, None, "OperationalError", unknown=True))
+        else:
+            h.writes.append(WriteRec("vip:vip-az1", seq, t, t + 0.005, "pg2"))
+        t += 0.02
+    for i, t in enumerate([x / 50 for x in range(700, 1000)]):  # direct to pg2 from 14 s
+        h.writes.append(WriteRec("node:pg2", i + 1, t, t + 0.004 if t >= 14.0 else None, "pg2" if t >= 14.0 else None))
+    if with_split_brain:
+        h.writes.append(WriteRec("node:pg1", 1, 14.5, 14.51, "pg1"))
+    h.leader = [(9.0, 0.001, "pg1"), (12.0, 0.001, None), (13.9, 0.001, "pg2")]
+    h.vips = [(9.0, 0.001, {"vip-az1": ["pg1"]}), (12.0, 0.001, {"vip-az1": []}), (14.1, 0.001, {"vip-az1": ["pg2"]}),
+              (14.2, 0.001, {"vip-az1": ["pg2", "pg1"]}), (14.3, 0.001, {"vip-az1": ["pg2"]})]
+    h.roles = [(9.0, 0.01, {"node": "pg1", "role": "primary", "healthy": True, "followers": ["pg2"]}),
+               (15.0, 0.01, {"node": "pg2", "role": "primary", "healthy": True, "followers": []}),
+               (17.0, 0.01, {"node": "pg2", "role": "primary", "healthy": True, "followers": ["pg1"]})]
+    return h
+
+
+def test_phases_are_measured_from_the_fault():
+    h = history()
+    stored = {(w.writer, w.seq) for w in h.writes if w.acked is not None}
+    m = compute(h, stored)
+    assert m.failover and (m.old_primary, m.new_primary) == ("pg1", "pg2")
+    assert m.detection_s == pytest.approx(2.0)
+    assert m.promotion_s == pytest.approx(4.004, abs=0.001)
+    assert m.vip_s == pytest.approx(4.1)
+    assert m.client_rto_s == pytest.approx(4.02, abs=0.03)
+    assert m.following_s == pytest.approx(7.0)
+    assert m.lost_writes == [] and m.split_brain == []
+    assert m.outages and m.outages[0]["seconds"] == pytest.approx(m.client_rto_s)
+
+
+def test_lost_writes_are_listed():
+    h = history()
+    stored = {(w.writer, w.seq) for w in h.writes if w.acked is not None} - {("vip:vip-az1", 3)}
+    m = compute(h, stored)
+    assert [(w["writer"], w["seq"], w["node"]) for w in m.lost_writes] == [("vip:vip-az1", 3, "pg1")]
+    with pytest.raises(AssertionError, match="1 acknowledged writes lost.*vip:vip-az1#3"):
+        assertions.assert_no_lost_writes(Trial(1, None, h, m))
+
+
+def test_two_nodes_acknowledging_at_once_is_split_brain():
+    h = history(with_split_brain=True)
+    sb = split_brain(h.writes, 10.0)
+    assert len(sb) == 1 and sb[0]["nodes"] == ["pg1", "pg2"]
+    m = compute(h, {(w.writer, w.seq) for w in h.writes})
+    with pytest.raises(AssertionError, match=r"split brain.*\['pg1', 'pg2'\][\s\S]*timeline from"):
+        assertions.assert_no_split_brain(Trial(1, None, h, m))
+
+
+def test_a_vip_on_two_nodes_is_a_duplicate_interval():
+    runs = duplicate_vip(history(), 10.0)
+    assert len(runs) == 1 and runs[0]["nodes"] == ["pg1", "pg2"] and runs[0]["start"] == pytest.approx(4.2)
+
+
+def test_the_rto_assertion_shows_the_timeline():
+    h = history()
+    m = compute(h, None)
+    with pytest.raises(AssertionError, match="exceeds 1.0 s[\\s\\S]*manager names no primary"):
+        assertions.assert_rto_under(Trial(1, None, h, m), 1.0)
+
+
+def test_history_round_trips_through_its_file(tmp_path):
+    h = history()
+    h.save(tmp_path / "h.jsonl")
+    again = History.load(tmp_path / "h.jsonl")
+    assert compute(again, None).client_rto_s == compute(h, None).client_rto_s
+
+
+def test_percentiles_are_measured_values():
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == 5.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    s = summary([1.0, None, 3.0])
+    assert (s["n"], s["missing"], s["min"], s["max"]) == (2, 1, 1.0, 3.0)

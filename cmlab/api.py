@@ -236,6 +236,23 @@ class Lab:
                              "ready cluster", lambda s: s.not_ready)
         return status
 
+    def ensure_ready(self) -> LabStatus:
+        """Wait for a ready cluster; if it is not ready within the engine's
+        start deadline, have the engine repair each unhealthy node and wait
+        once more (between trials: a trial must start from a healthy cluster).
+
+        :raises WaitTimeout: still not ready.
+        """
+        try:
+            return self.wait_ready(self.timing.start_s)
+        except WaitTimeout:
+            status = self.status()
+            for row in status.rows:
+                if not row.healthy or (row.role != NodeRole.primary.value and row.lag_bytes is None and row.role != NodeRole.arbiter.value):
+                    log.warning("lab %s: repairing %s (%s)", self.plan.name, row.node, row.detail)
+                    self.engine.repair(self.plan, self.runtime.access(self.plan), row.node)
+            return self.wait_ready(self.timing.start_s)
+
     def wait_primary(self, deadline_s: float, not_on: str | None = None) -> tuple[str, float]:
         """Wait for exactly one primary (other than ``not_on``).
 

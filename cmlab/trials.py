@@ -90,8 +90,8 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         raise CmlabError(f"scenario {scenario.name} measures writes through a VIP; lab {lab.plan.name} has none")
     timing = lab.timing
     directory.mkdir(parents=True, exist_ok=True)
+    lab.ensure_ready()
     if scenario.prepare:
-        lab.wait_ready(timing.start_s)
         scenario.prepare(lab)
     old = lab.wait_ready(timing.start_s).primary
     assert old is not None
@@ -114,10 +114,17 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         except WaitTimeout:
             pass  # measured as it is: the metrics say how long writes stopped
         nemesis.heal()
+        # The writes are judged on the primary the cluster ends with; full health
+        # (every standby following again) is measured, and awaited by the next trial.
         try:
-            final = lab.wait_ready(timing.start_s).primary
+            final, _ = lab.wait_primary(timing.start_s)
+            wait_for(lambda: _flowing(probes, time.monotonic() - RECOVERED_FLOW_S), bool, timing.start_s, 0.1,
+                     "writes flowing after the heal")
         except WaitTimeout as exc:
-            final = None
+            events.append("trial-no-primary-after-heal", reason=str(exc))
+        try:
+            lab.wait_ready(timing.start_s)
+        except WaitTimeout as exc:
             events.append("trial-not-ready-after-heal", reason=str(exc))
         time.sleep(WARMUP_S)  # let the probes see the settled cluster; bounded, part of the trial's shape
     finally:
@@ -133,7 +140,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         "old_primary": old, "final_primary": final,
         "database_nodes": [n.name for n in lab.plan.nodes_with(Role.database)],
         "vip_of": {n.name: v.name for n in lab.plan.nodes for v in lab.plan.vips if v.az == n.az},
-        "stored": sorted(stored),
+        **({"stored": sorted(stored)} if final else {}),
         "timing": timing.__dict__,
     })
     history.save(directory / "history.jsonl")

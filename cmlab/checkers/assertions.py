@@ -30,6 +30,9 @@ def assert_rto_under(trial: "Trial", bound_s: float) -> None:
 
 def assert_no_lost_writes(trial: "Trial") -> None:
     """Every acknowledged write is on the final primary."""
+    if not trial.metrics.lost_writes_checked:
+        raise AssertionError(f"lost writes could not be checked in {trial.metrics.scenario} trial {trial.index}: "
+                             "no primary after the heal\n" + excerpt(trial.history, 0, 1e9))
     lost = trial.metrics.lost_writes
     if lost:
         first = min(w["acked_s"] for w in lost)

@@ -60,6 +60,8 @@ class TrialMetrics:
     acked_writes: int = 0
     unknown_writes: int = 0
     lost_writes: list[dict[str, Any]] = field(default_factory=list)
+    #: False when the final primary could not be read (no primary after the heal).
+    lost_writes_checked: bool = False
     split_brain: list[dict[str, Any]] = field(default_factory=list)
     duplicate_vip: list[dict[str, Any]] = field(default_factory=list)
     resolution_s: float = 0.0
@@ -144,7 +146,7 @@ def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetr
         first_failed_write_s=first_failed.sent - t_fault if first_failed else None,
         outages=outages, availability=availability,
         acked_writes=len(acked), unknown_writes=sum(w.unknown for w in h.writes),
-        lost_writes=lost, split_brain=split_brain(h.writes, t_fault), duplicate_vip=duplicate_vip(h, t_fault),
+        lost_writes=lost, lost_writes_checked=stored is not None, split_brain=split_brain(h.writes, t_fault), duplicate_vip=duplicate_vip(h, t_fault),
         resolution_s=resolution, probe_cpu_percent=h.meta.get("probe_cpu_percent_of_one_core"),
     )
 

@@ -235,6 +235,10 @@ class Engine(ABC):
         """One node's own view of itself (role, health, and on a primary its
         followers). Never raises: an unreachable node is ``unknown``."""
 
+    def repair(self, plan: "LabPlan", access: NodeAccess, node: str) -> None:
+        """Bring a node that stays unhealthy back (rebuild it from the primary),
+        between trials. Default: nothing (the lab then stays unready)."""
+
     def switchover(self, plan: "LabPlan", access: NodeAccess, candidate: str) -> None:
         """Ask the manager to move the primary to ``candidate`` (planned, no
         data loss). Raises :class:`cmlab.errors.EngineError` when refused."""

@@ -38,7 +38,7 @@ def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, b
     return {
         "rto_under_bound": None if bound is None else (m.client_rto_s is not None and m.client_rto_s <= bound),
         "failover_as_expected": None if scenario.failover is None else m.failover == scenario.failover,
-        "no_lost_writes": None if not scenario.no_lost_writes else not m.lost_writes,
+        "no_lost_writes": None if not scenario.no_lost_writes else (m.lost_writes_checked and not m.lost_writes),
         "no_split_brain": None if not scenario.no_split_brain else not m.split_brain,
     }
 

@@ -146,6 +146,11 @@ class PostgresPatroni(Engine):
         return NodeState(node.name, role, healthy=data.get("state") == "running", timeline=data.get("timeline"),
                          detail=str(data.get("state", "")), followers=followers)
 
+    def repair(self, plan: LabPlan, access: NodeAccess, node: str) -> None:
+        """``POST /reinitialize`` (force): Patroni rebuilds the replica with
+        pg_basebackup from the leader (Patroni docs rest_api.rst)."""
+        access.http_post(plan.node(node), config.REST_PORT, "/reinitialize", {"force": True}, 10.0)
+
     def switchover(self, plan: LabPlan, access: NodeAccess, candidate: str) -> None:
         """``POST /switchover`` to the current leader's REST API (Patroni docs rest_api.rst)."""
         leader = self.leader(plan, access)
@@ -233,6 +238,9 @@ def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters)
     sick = [s.name for s in states if not s.healthy]
     if sick:
         return f"not healthy: {', '.join(sick)}"
+    lagless = [s.name for s in db if s.role is not NodeRole.primary and s.lag_bytes is None]
+    if lagless:
+        return f"not streaming yet: {', '.join(lagless)}"
     if p.synchronous_mode and len(db) > 1 and not any(s.role is NodeRole.sync_standby for s in db):
         return "no sync standby yet"
     return ""

@@ -5,28 +5,34 @@ An acknowledged write is one whose COMMIT returned; it must survive any
 failover in synchronous mode. A write whose outcome is unknown (the
 connection broke after the request was sent) may or may not be there.
 
-Connection details that decide the measurement's resolution (reference
-postgres-patroni.md §9): libpq raises any ``connect_timeout`` below 2 s to 2 s,
-so the probe bounds each connect and each insert with its own deadline
-(asyncio), and sets ``tcp_user_timeout`` and keepalives so that a connection
-to a vanished primary fails in about a second instead of hanging in TCP
-retransmission.
+How the deadlines are kept (they decide the measurement's resolution,
+reference postgres-patroni.md §9), at a small CPU cost (plain blocking
+psycopg in one thread per writer):
+
+* connect: libpq raises any ``connect_timeout`` below 2 s to 2 s, so a plain
+  TCP connect with its own deadline (``connect_timeout_s``) goes first; only
+  when the server answers does psycopg connect (at once, then);
+* each insert: the :class:`Watchdog` shuts the socket down when the insert
+  overruns ``op_timeout_s``; the blocked call returns with a broken
+  connection, the outcome is unknown, and no cancel request reaches the
+  server (a cancel would end a commit's wait for its sync standby and commit
+  locally);
+* ``tcp_user_timeout`` and keepalives make a connection to a vanished
+  primary fail in about a second instead of hanging in TCP retransmission.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import os
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import psycopg
-
-# An op timeout cancels the statement as a client with a statement timeout
-# would; psycopg then logs a warning per cancelled write, which is noise here.
-logging.getLogger("psycopg").setLevel(logging.ERROR)
+from psycopg.conninfo import conninfo_to_dict
 
 TABLE = "cmlab_writes"
 CREATE = f"CREATE TABLE IF NOT EXISTS {TABLE} (writer text NOT NULL, seq bigint NOT NULL, node text, PRIMARY KEY (writer, seq))"
@@ -54,6 +60,52 @@ class Write:
     unknown: bool = False
 
 
+class Watchdog:
+    """Shuts down the socket of a call that overran its deadline. One thread
+    serves every writer, asleep until the earliest deadline."""
+
+    _shared: "Watchdog | None" = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._armed: dict[int, tuple[float, int]] = {}
+        self._cond = threading.Condition()
+        threading.Thread(target=self._run, name="writer-watchdog", daemon=True).start()
+
+    @classmethod
+    def shared(cls) -> "Watchdog":
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    @contextmanager
+    def deadline(self, fd: int, seconds: float) -> Iterator[None]:
+        key = threading.get_ident()
+        with self._cond:
+            self._armed[key] = (time.monotonic() + seconds, fd)
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._armed.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key, (at, fd) in list(self._armed.items()):
+                    if at <= now:
+                        del self._armed[key]
+                        with suppress(OSError):
+                            s = socket.socket(fileno=os.dup(fd))
+                            s.shutdown(socket.SHUT_RDWR)
+                            s.close()
+                wait = min((at for at, _ in self._armed.values()), default=now + 60) - now
+                self._cond.wait(max(wait, 0.001))
+
+
 class Writer:
     """Writes ``seq = 1, 2, ...`` through ``dsn`` every ``interval_s`` seconds
     in a background thread, until :meth:`stop`.
@@ -63,19 +115,22 @@ class Writer:
     :param interval_s: cadence, seconds (the issue asks for <= 0.05).
     :param connect_timeout_s: deadline of one connection attempt, seconds.
     :param op_timeout_s: deadline of one insert, seconds.
+    :param create_table: create the table on each new connection.
     """
 
     def __init__(self, dsn: str, name: str = "w1", interval_s: float = 0.02,
                  connect_timeout_s: float = 0.5, op_timeout_s: float = 1.0, create_table: bool = True) -> None:
         self.dsn = dsn
         self.name = name
-        self.create_table = create_table
-        #: CPU seconds the writer's thread used (set when it ends).
-        self.cpu_s = 0.0
         self.interval_s = interval_s
         self.connect_timeout_s = connect_timeout_s
         self.op_timeout_s = op_timeout_s
+        self.create_table = create_table
+        info = conninfo_to_dict(dsn)
+        self._address = (str(info.get("host", "localhost")), int(info.get("port", 5432)))
         self.writes: list[Write] = []
+        #: CPU seconds the writer's thread used (set when it ends).
+        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,11 +142,7 @@ class Writer:
         self.stop()
 
     def start(self) -> None:
-        def main() -> None:
-            asyncio.run(self._run())
-            self.cpu_s = time.thread_time()
-
-        self._thread = threading.Thread(target=main, name=f"writer-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"writer-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -100,19 +151,20 @@ class Writer:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    async def _connect(self) -> psycopg.AsyncConnection:
-        async with asyncio.timeout(self.connect_timeout_s):
-            conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, connect_timeout=2, tcp_user_timeout=1000,
-                keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
-                application_name=f"cmlab-writer-{self.name}",
-            )
+    def _connect(self) -> psycopg.Connection:
+        socket.create_connection(self._address, timeout=self.connect_timeout_s).close()
+        conn = psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=2, tcp_user_timeout=1000,
+            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
+            application_name=f"cmlab-writer-{self.name}",
+        )
         if self.create_table:
-            await conn.execute(CREATE)
+            conn.execute(CREATE)
         return conn
 
-    async def _run(self) -> None:
-        conn: psycopg.AsyncConnection | None = None
+    def _run(self) -> None:
+        watchdog = Watchdog.shared()
+        conn: psycopg.Connection | None = None
         seq = 0
         next_t = time.monotonic()
         while not self._stop.is_set():
@@ -121,14 +173,12 @@ class Writer:
             requested = False
             try:
                 if conn is None:
-                    conn = await self._connect()
+                    conn = self._connect()
                 requested = True
-                # asyncio.timeout, not wait_for: no task per write (the probe's CPU budget).
-                async with asyncio.timeout(self.op_timeout_s):
-                    cur = await conn.execute(INSERT, (self.name, seq), prepare=True)
-                    row = await cur.fetchone()
+                with watchdog.deadline(conn.pgconn.socket, self.op_timeout_s):
+                    row = conn.execute(INSERT, (self.name, seq), prepare=True).fetchone()
                 self.writes.append(Write(seq, sent, time.monotonic(), node=(row[0] if row else None) or None))
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (psycopg.Error, OSError) as exc:
                 # The server answered with an error (a standby: read-only): the write
                 # surely failed and the connection is still good. Anything else
                 # (timeout, broken connection) leaves the outcome unknown.
@@ -136,14 +186,15 @@ class Writer:
                 self.writes.append(Write(seq, sent, None, error=f"{type(exc).__name__}: {exc}".strip()[:200],
                                          unknown=requested and not answered))
                 if conn is not None and (not answered or conn.broken):
-                    with contextlib.suppress(Exception):
-                        conn.pgconn.finish()  # drop it without a round trip to a dead server
+                    with suppress(Exception):
+                        conn.close()
                     conn = None
             next_t = max(next_t + self.interval_s, time.monotonic())
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            with suppress(Exception):
+                conn.close()
+        self.cpu_s = time.thread_time()
 
     # ---- reading the record --------------------------------------------------------------
 
@@ -176,14 +227,9 @@ def stored_writes(dsn: str) -> set[tuple[str, int]]:
         return {(r[0], r[1]) for r in conn.execute(f"SELECT writer, seq FROM {TABLE}")}
 
 
-def create_table(dsn: str) -> None:
-    """Create the writers' table (on the primary; it replicates)."""
-    with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
-        conn.execute(CREATE)
-
-
 def reset_table(dsn: str) -> None:
-    """Empty the writers' table, so a trial reads only its own rows."""
+    """Create the writers' table if needed and empty it, so a trial reads
+    only its own rows (on the primary; it replicates)."""
     with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
         conn.execute(CREATE)
         conn.execute(f"TRUNCATE {TABLE}")

@@ -111,7 +111,9 @@ class PostgresPatroni(Engine):
         read from the first quorum member that answers; None when absent."""
         for node in plan.nodes_with(Role.quorum):
             try:
-                data = access.http_json(node, config.ETCD_CLIENT_PORT, f"/v2/keys{config.leader_key(plan)}", LEADER_TIMEOUT_S)
+                # A quorum read: a member cut off from its peers cannot answer it, where a
+                # plain read would serve its stale copy (the old leader, forever).
+                data = access.http_json(node, config.ETCD_CLIENT_PORT, f"/v2/keys{config.leader_key(plan)}?quorum=true", LEADER_TIMEOUT_S)
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
                     return None  # the key expired or was deleted: no leader
@@ -191,7 +193,10 @@ class PostgresPatroni(Engine):
     def observe(self, plan: LabPlan, access: NodeAccess) -> ClusterState:
         running = {n.name: access.running(n) for n in plan.nodes}
         members: dict[str, dict[str, Any]] = {}
-        for node in plan.nodes_with(Role.database):
+        # Ask the leader first: a node cut off from etcd may still answer with a stale view.
+        leader = self.leader(plan, access)
+        ordered = sorted(plan.nodes_with(Role.database), key=lambda n: n.name != leader)
+        for node in ordered:
             if not running[node.name]:
                 continue
             try:

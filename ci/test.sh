@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash ci/setup.sh
 t0=$(date +%s)
 set +e
-.venv/bin/pytest -ra "$@"
+.venv/bin/pytest -ra -n "${CMLAB_WORKERS:-2}" --dist loadscope "$@"
 rc=$?
 set -e
 echo "ci/test.sh: pytest exit $rc in $(( $(date +%s) - t0 )) s"

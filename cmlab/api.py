@@ -12,6 +12,7 @@ The CLI (:mod:`cmlab.cli`) and the tests are thin shells over this module::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,10 @@ from cmlab.progress import Progress, Quiet, log
 from cmlab.state import remove_lab_state
 from cmlab.runtime import disks
 from cmlab.runtime.client import connect
-from cmlab.runtime.docker import DockerRuntime, Removed
+from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
+from cmlab.topology.yaml_source import read_yaml_file
 from cmlab.wait import wait_for
 
 if TYPE_CHECKING:
@@ -88,28 +90,43 @@ class Lab:
     already running, read back from Docker's labels).
     """
 
-    def __init__(self, plan: LabPlan, engine: Engine, client: docker.DockerClient, progress: Progress | None = None) -> None:
+    def __init__(self, plan: LabPlan, engine: Engine, client: docker.DockerClient, progress: Progress | None = None,
+                 owner: dict[str, str] | None = None, replan: Callable[[list], LabPlan] | None = None) -> None:
         self.plan = plan
         self.engine = engine
         self.client = client
-        self.runtime = DockerRuntime(client)
+        self.runtime = DockerRuntime(client, owner)
         self.progress = progress or Quiet()
+        #: Resolves the topology again against the subnets taken now (see up()).
+        self._replan = replan
 
     @classmethod
-    def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None) -> "Lab":
+    def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None,
+                      owner: dict[str, str] | None = None, name: str | None = None, engine: str | None = None) -> "Lab":
         """Read and resolve a topology file against this host's Docker networks.
 
+        :param owner: owner labels (:func:`cmlab.owner.current`) for a lab that
+            ``reap`` may remove once its owner process is gone (test sessions).
+        :param name: a lab name instead of the file's (parallel test workers).
+        :param engine: an engine instead of the file's.
         :raises TopologyError: the file cannot be used (nothing is created).
         :raises DockerUnavailable: Docker cannot be reached.
         """
         registry = registry or default_registry()
         client = connect()
         runtime = DockerRuntime(client)
+        data, positions = read_yaml_file(path)
+        if isinstance(data, dict):
+            data = {**data, **({"name": name} if name else {}), **({"engine": engine} if engine else {})}
+
+        def replan(taken: list) -> LabPlan:
+            return resolve.plan_data(data, str(path), positions, registry, taken)
+
         # Resolve once without Docker's subnets to learn the lab's name, then
         # against every subnet but the lab's own (so `up` twice is the same lab).
-        name = resolve.load(path, registry).name
-        plan = resolve.load(path, registry, taken=runtime.used_subnets(exclude_lab=name))
-        return cls(plan, registry.get(plan.engine), client, progress)
+        lab_name = replan([]).name
+        plan = replan(runtime.used_subnets(exclude_lab=lab_name))
+        return cls(plan, registry.get(plan.engine), client, progress, owner, replan)
 
     @classmethod
     def attach(cls, name: str, registry: EngineRegistry | None = None, progress: Progress | None = None) -> "Lab":
@@ -148,46 +165,55 @@ class Lab:
         :raises WaitTimeout: not ready within the engine's start deadline; the
             lab is left for inspection and ``down`` removes it.
         """
-        existing = self.runtime.read_plan(self.plan.name)
-        if existing is not None and existing.digest != self.plan.digest:
-            raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
-        containers = self.runtime.containers(self.plan.name)
-        wanted = len(self.plan.nodes) + (1 if self.plan.router else 0)
-        complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
-        if not complete:
-            if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
-                with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
-                    self.runtime.remove(self.plan.name)
-                    disks.detach(self.plan.name)
-            image = self.build()
-            router_image = ImageBuilder(self.client, self.progress).router().tag
-            with self.progress.step(f"creating lab '{self.plan.name}' ({len(self.plan.nodes)} nodes, {len(self.plan.azs)} AZ)"):
-                try:
-                    devices = disks.attach(self.plan.name, self.plan.disks)
-                    self.runtime.create_disk_volumes(self.plan, devices)
-                    self.runtime.create_networks(self.plan)
-                    router = self.runtime.create_router(self.plan, router_image)
-                    nodes = {
-                        node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
-                        for node in self.plan.nodes
-                    }
-                    if router is not None:
-                        self.runtime.start([router])
-                    for group in self.engine.start_groups(self.plan):
-                        self.runtime.start([nodes[n.name] for n in group])
-                    self.engine.after_start(self.plan, self.runtime.access(self.plan))
-                except Exception as exc:
-                    self.runtime.remove(self.plan.name)
-                    disks.detach(self.plan.name)
-                    if isinstance(exc, LabError):
-                        raise
-                    raise LabError(f"creating lab '{self.plan.name}' failed, and what was created is removed: {exc}") from exc
+        image = self.build()
+        router_image = ImageBuilder(self.client, self.progress).router().tag
+        with network_lock():
+            if self._replan is not None:
+                # Subnets are chosen under the lock, against what is taken now.
+                self.plan = self._replan(self.runtime.used_subnets(exclude_lab=self.plan.name))
+            existing = self.runtime.read_plan(self.plan.name)
+            if existing is not None and existing.digest != self.plan.digest:
+                raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
+            containers = self.runtime.containers(self.plan.name)
+            wanted = len(self.plan.nodes) + (1 if self.plan.router else 0)
+            complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
+            if not complete:
+                self._create(image, router_image)
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
             try:
                 return self.wait_ready(self.timing.start_s)
             except WaitTimeout as exc:
                 raise WaitTimeout(f"{exc}\nthe lab is left up for inspection (`cmlab status {self.plan.name}`, "
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
+
+    def _create(self, image: str, router_image: str) -> None:
+        """Create and start every object of the lab; on failure remove what was made."""
+        if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
+            with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
+                self.runtime.remove(self.plan.name)
+                disks.detach(self.plan.name)
+        with self.progress.step(f"creating lab '{self.plan.name}' ({len(self.plan.nodes)} nodes, {len(self.plan.azs)} AZ)"):
+            try:
+                devices = disks.attach(self.plan.name, self.plan.disks)
+                self.runtime.create_disk_volumes(self.plan, devices)
+                self.runtime.create_networks(self.plan)
+                router = self.runtime.create_router(self.plan, router_image)
+                nodes = {
+                    node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
+                    for node in self.plan.nodes
+                }
+                if router is not None:
+                    self.runtime.start([router])
+                for group in self.engine.start_groups(self.plan):
+                    self.runtime.start([nodes[n.name] for n in group])
+                self.engine.after_start(self.plan, self.runtime.access(self.plan))
+            except BaseException as exc:
+                # Interrupted (SIGINT, SIGTERM) or failed: leave nothing half-made.
+                self.runtime.remove(self.plan.name)
+                disks.detach(self.plan.name)
+                if isinstance(exc, (LabError, KeyboardInterrupt, SystemExit)):
+                    raise
+                raise LabError(f"creating lab '{self.plan.name}' failed, and what was created is removed: {exc}") from exc
 
     def down(self) -> Removed:
         """Heal every fault, then remove every object of the lab (by label).
@@ -328,6 +354,23 @@ def down(name: str, client: docker.DockerClient | None = None) -> Removed:
     detached = disks.detach(name)
     remove_lab_state(name)
     return Removed(removed.containers, removed.networks, removed.volumes, detached)
+
+
+def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> list[str]:
+    """Remove every lab whose owner process is gone (a crashed test run);
+    labs without an owner (made at a terminal) and labs of live owners stay.
+
+    :returns: the names of the labs removed (or that would be, with ``dry_run``).
+    """
+    from cmlab import owner
+
+    client = client or connect()
+    runtime = DockerRuntime(client)
+    dead = [lab for lab in runtime.labs() if owner.alive(runtime.owner_labels(lab)) is False]
+    if not dry_run:
+        for lab in dead:
+            down(lab, client)
+    return dead
 
 
 def status_json(status: LabStatus) -> str:

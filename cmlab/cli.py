@@ -156,6 +156,15 @@ def _print_status(st: api.LabStatus) -> None:
     out.print("ready" if st.ready else f"[yellow]not ready:[/] {st.not_ready}")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only say which labs would be removed.")
+@_friendly
+def reap(dry_run: bool) -> None:
+    """Remove the labs whose owner (a test run) is gone; labs made with `cmlab up` stay."""
+    for name in api.reap(dry_run=dry_run):
+        out.print(f"{'would remove' if dry_run else 'removed'} lab '{name}' (its owner process is gone)")
+
+
 @main.command(name="ls")
 @_friendly
 def list_labs() -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmlab.checkers.metrics import TrialMetrics, compute
 from cmlab.engines.base import NodeRole
-from cmlab.errors import CmlabError, WaitTimeout
+from cmlab.errors import CmlabError, EngineError, WaitTimeout
 from cmlab.events import EventLog
 from cmlab.history import History
 from cmlab.probes.probeset import Cadence, ProbeSet
@@ -88,7 +88,10 @@ def settled_primary(lab: "Lab", deadline_s: float) -> str:
     access = lab.runtime.access(lab.plan)
 
     def read() -> str | None:
-        leader = lab.engine.leader(lab.plan, access)
+        try:
+            leader = lab.engine.leader(lab.plan, access)
+        except EngineError:
+            return None
         if leader and lab.engine.observe_node(lab.plan, lab.plan.node(leader), access).role is NodeRole.primary:
             return leader
         return None

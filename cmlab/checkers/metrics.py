@@ -4,7 +4,8 @@ Definitions (all times in seconds on the monotonic clock; durations are
 measured from ``t_fault``, the moment the fault was in effect):
 
 * ``detection_s``: until the manager first stops naming the old primary
-  (the leader observer reads none, or another node).
+  (the leader observer reads none, or another node; a failed reading is
+  unknown and does not count).
 * ``promotion_s``: until a node other than the old primary first
   acknowledges a write made straight to it (it accepts writes as primary).
 * ``vip_s``: until the VIP of the new primary's AZ is held by it alone.
@@ -100,7 +101,7 @@ def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetr
     new = promoted.node if promoted else h.meta.get("final_primary") or old
     failover = promoted is not None
 
-    detection = _first(h.leader, lambda s: s[0] >= t_fault and s[2] != old)
+    detection = _first(h.leader, lambda s: s[0] >= t_fault and s[2] != old and not str(s[2]).startswith("error:"))
     vip_name = h.meta.get("vip_of", {}).get(new or "")
     vip_moved = None
     if vip_name and failover:

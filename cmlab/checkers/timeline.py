@@ -34,7 +34,8 @@ def changes(h: History) -> list[Change]:
     last: object = object()
     for t, _, leader in h.leader:
         if leader != last:
-            out.append(Change(t - t0, "leader", f"manager names {leader or 'no primary'}"))
+            what = "unreadable" if str(leader).startswith("error:") else f"names {leader or 'no primary'}"
+            out.append(Change(t - t0, "leader", f"manager {what}"))
             last = leader
     by_node: dict[str, tuple[str, bool]] = {}
     for t, _, r in h.roles:

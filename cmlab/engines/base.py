@@ -226,9 +226,10 @@ class Engine(ABC):
     @abstractmethod
     def leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
         """The node the manager names primary now, as its consensus store says
-        (Patroni's leader key, CM's CMS view); None when it names none. The
-        measurement layer polls it: the manager's *detection* of a lost primary
-        is the moment it stops naming it."""
+        (Patroni's leader key, CM's CMS view); None when it names none. Raises
+        :class:`cmlab.errors.EngineError` when it cannot be read (unknown is
+        not "none"). The measurement layer polls it: the manager's *detection*
+        of a lost primary is the moment it stops naming it."""
 
     @abstractmethod
     def observe_node(self, plan: "LabPlan", node: "NodePlan", access: NodeAccess) -> NodeState:

@@ -70,7 +70,8 @@ class ProbeSet:
         for w in self.writers:
             h.writes += [WriteRec(w.name, x.seq, x.sent, x.acked, x.node, x.error, x.unknown) for x in w.writes]
         h.writes.sort(key=lambda r: r.sent)
-        h.leader = [(s.t, s.dt, s.value if not str(s.value).startswith("error:") else None) for s in self.leader.samples]
+        # A failed reading stays "error: ...": unknown is not "no leader".
+        h.leader = [(s.t, s.dt, s.value) for s in self.leader.samples]
         for p in self.roles:
             h.roles += [(s.t, s.dt, as_json(s.value)) for s in p.samples if not isinstance(s.value, str)]
         h.roles.sort(key=lambda r: r[0])

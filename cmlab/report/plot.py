@@ -60,7 +60,8 @@ def draw(h: History, m: TrialMetrics, fmt: str = "png") -> bytes:
         for a, b, role in _segments(samples, end):
             ax.barh(y[f"role {n}"], b - a, left=a, height=0.6, color=ROLE_COLOURS.get(role, "#bbbbbb"))
     for a, b, leader in _segments([(t - t0, str(v)) for t, _, v in h.leader], end):
-        ax.barh(y["leader"], b - a, left=a, height=0.6, color=colours.get(leader, "#eeeeee") if leader != "None" else "#eeeeee")
+        colour = "#ffffff" if leader.startswith("error:") else colours.get(leader, "#eeeeee")  # white: unreadable
+        ax.barh(y["leader"], b - a, left=a, height=0.6, color=colour)
     for v in vips:
         samples = [(t - t0, ",".join(holders.get(v, []))) for t, _, holders in h.vips]
         for a, b, who in _segments(samples, end):

@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+import tempfile
+from pathlib import Path
+
 import docker
 from docker.errors import APIError, NotFound
+from filelock import FileLock
 from docker.models.containers import Container
 from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
-from cmlab.runtime.netns import ContainerNetns
+from cmlab.runtime.netns import ContainerNetns, local_addresses
 from cmlab.runtime import labels as L
 from cmlab.topology.plan import PREFIX, LabPlan, NodePlan
 
@@ -69,11 +73,23 @@ def _tar(files: dict[str, FileSpec]) -> bytes:
     return buf.getvalue()
 
 
-class DockerRuntime:
-    """The lab's objects on one Docker Engine (bridge networks)."""
+def network_lock() -> FileLock:
+    """Host-wide lock held from choosing a lab's subnets to creating its
+    networks, so that labs started at once (pytest-xdist workers) never pick
+    the same subnet."""
+    return FileLock(str(Path(tempfile.gettempdir()) / "cmlab-networks.lock"), timeout=300)
 
-    def __init__(self, client: docker.DockerClient) -> None:
+
+class DockerRuntime:
+    """The lab's objects on one Docker Engine (bridge networks).
+
+    :param owner: owner labels (:mod:`cmlab.owner`) put on every object
+        created, so that ``reap`` can remove the lab once its owner is gone.
+    """
+
+    def __init__(self, client: docker.DockerClient, owner: dict[str, str] | None = None) -> None:
         self.client = client
+        self.owner = owner or {}
 
     # ---- reading labs back ----------------------------------------------------------
 
@@ -102,6 +118,18 @@ class DockerRuntime:
             names.add((v.attrs.get("Labels") or {})[L.LAB])
         return sorted(names)
 
+    def owner_labels(self, lab: str) -> dict[str, str]:
+        """The owner labels of a lab (from any of its objects), empty if it has none."""
+        from cmlab import owner
+
+        objects = [c.labels for c in self.client.containers.list(all=True, filters=L.lab_filter(lab))]
+        objects += [n.attrs.get("Labels") or {} for n in self.client.networks.list(filters=L.lab_filter(lab))]
+        objects += [v.attrs.get("Labels") or {} for v in self.client.volumes.list(filters=L.lab_filter(lab))]
+        for labels in objects:
+            if owner.PID in labels:
+                return {k: v for k, v in labels.items() if k.startswith("cmlab.owner.")}
+        return {}
+
     def read_plan(self, lab: str) -> LabPlan | None:
         """The plan of a lab, from any of its containers; None if it has none."""
         for c in self.client.containers.list(all=True, filters=L.lab_filter(lab)):
@@ -122,7 +150,7 @@ class DockerRuntime:
     # ---- creating ------------------------------------------------------------------
 
     def _labels(self, plan: LabPlan, kind: str, **extra: str) -> dict[str, str]:
-        return {L.LAB: plan.name, L.KIND: kind, L.ENGINE: plan.engine, L.DIGEST: plan.digest, **extra}
+        return {L.LAB: plan.name, L.KIND: kind, L.ENGINE: plan.engine, L.DIGEST: plan.digest, **self.owner, **extra}
 
     def create_networks(self, plan: LabPlan) -> None:
         for az in plan.azs:
@@ -328,8 +356,7 @@ class DockerNodeAccess:
             if c is None or c.status not in ("running", "paused"):
                 return set()
             try:
-                with ContainerNetns(c).rtnl() as ipr:
-                    return {IPv4Address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=2)}
+                return {IPv4Address(a) for a in local_addresses(ContainerNetns(c).pid)}
             except (FaultError, OSError):
                 return set()
         try:

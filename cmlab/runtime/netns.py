@@ -77,6 +77,23 @@ class ContainerNetns:
         return out
 
 
+def local_addresses(pid: int) -> set[str]:
+    """The IPv4 addresses local to the network namespace of ``pid``, read from
+    its routing table's text (``/proc/<pid>/net/fib_trie``, entries marked
+    ``/32 host LOCAL``). A file read: no netlink socket, no helper process,
+    well under a millisecond (observers call it every 20 ms).
+
+    :raises OSError: the process is gone.
+    """
+    with open(f"/proc/{pid}/net/fib_trie") as f:
+        lines = f.read().splitlines()
+    found = set()
+    for prev, line in zip(lines, lines[1:]):
+        if line.strip() == "/32 host LOCAL" and "|-- " in prev:
+            found.add(prev.split("|-- ", 1)[1].strip())
+    return found
+
+
 @contextmanager
 def host_rtnl() -> Iterator[IPRoute]:
     ipr = IPRoute()

@@ -260,6 +260,11 @@ def loads(text: str, registry: "EngineRegistry", taken: Iterable[IPv4Network] = 
     return _plan_from_data(data, source, positions, registry, taken)
 
 
+def plan_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network]) -> LabPlan:
+    """Check and resolve an already parsed document (see :func:`load`)."""
+    return _plan_from_data(data, source, positions, registry, taken)
+
+
 def _plan_from_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network]) -> LabPlan:
     topo = parse_topology(data, source, positions)
     try:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cmlab.api import Lab
+from cmlab.pytest_plugin import _FAILED_LABS, lab_lifecycle, worker_id
 from cmlab.errors import DockerUnavailable
 from cmlab.runtime.client import connect
 from cmlab.runtime import disks
@@ -51,21 +52,21 @@ def example_topology(tmp_path: Path, example: str, name: str, **extra) -> Path:
 
 
 @pytest.fixture(scope="session")
-def two_az_lab(docker_client, tmp_path_factory) -> Iterator[Lab]:
+def two_az_lab(docker_client, request, tmp_path_factory) -> Iterator[Lab]:
     """The two-az example (3 + 2 nodes, router), shared by the tests that only read it or heal after themselves."""
     disks = [{"name": "voting", "size_mb": 64, "kind": "block"},
              {"name": "data", "size_mb": 64, "kind": "filesystem", "nodes": ["pg1", "pg2"]}]
     path = example_topology(tmp_path_factory.mktemp("topo"), "two-az", "e2e-two-az", disks=disks)
-    yield from lab_up(path)
+    yield from lab_up(request, path)
 
 
-def lab_up(path: Path) -> Iterator[Lab]:
-    lab = Lab.from_topology(path)
-    try:
-        lab.up()
+def lab_up(request: pytest.FixtureRequest, path: Path) -> Iterator[Lab]:
+    """The plugin's lab life cycle (worker-suffixed name, owner labels), then
+    the check that nothing of the lab is left."""
+    lab = None
+    for lab in lab_lifecycle(request, path, None):
         yield lab
-    finally:
-        lab.down()
+    if lab is not None and lab.plan.name not in request.session.stash.get(_FAILED_LABS, set()):
         assert_lab_gone(lab)
 
 
@@ -87,7 +88,9 @@ def no_lab_left_behind(request):
         runtime = DockerRuntime(connect())
     except DockerUnavailable:
         return
-    stray = [lab for lab in runtime.labs() if lab.startswith("e2e-")]
+    worker = worker_id(request.config)
+    mine = (lambda lab: lab.endswith(f"-{worker}")) if worker != "main" else (lambda lab: True)
+    stray = [lab for lab in runtime.labs() if lab.startswith("e2e-") and mine(lab)]
     for lab in stray:
         runtime.remove(lab)
     assert not stray, f"test labs left behind (now removed): {stray}"

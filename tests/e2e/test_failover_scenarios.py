@@ -26,9 +26,9 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def quick_lab(docker_client, tmp_path_factory):
+def quick_lab(docker_client, request, tmp_path_factory):
     path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-failover")
-    yield from lab_up(path)
+    yield from lab_up(request, path)
 
 
 def measured(lab: Lab, name: str, tmp_path) -> None:

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def lab(docker_client, tmp_path_factory):
+def lab(docker_client, request, tmp_path_factory):
     path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-quick")
-    yield from lab_up(path)
+    yield from lab_up(request, path)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

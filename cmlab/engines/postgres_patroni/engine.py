@@ -108,7 +108,8 @@ class PostgresPatroni(Engine):
 
     def leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
         """The value of the leader key ``/service/<scope>/leader`` (etcd v2),
-        read from the first quorum member that answers; None when absent."""
+        read from the first quorum member that answers; None when absent.
+        Raises :class:`EngineError` when no member answers (unknown, not "none")."""
         for node in plan.nodes_with(Role.quorum):
             try:
                 # A quorum read: a member cut off from its peers cannot answer it, where a
@@ -121,7 +122,7 @@ class PostgresPatroni(Engine):
             except (OSError, ValueError):
                 continue
             return str(data.get("node", {}).get("value")) or None
-        return None
+        raise EngineError("no etcd member answered a quorum read of the leader key")
 
     def observe_node(self, plan: LabPlan, node: NodePlan, access: NodeAccess) -> NodeState:
         """Patroni's ``GET /patroni`` on the node (role ``master``/``replica`` in
@@ -194,7 +195,10 @@ class PostgresPatroni(Engine):
         running = {n.name: access.running(n) for n in plan.nodes}
         members: dict[str, dict[str, Any]] = {}
         # Ask the leader first: a node cut off from etcd may still answer with a stale view.
-        leader = self.leader(plan, access)
+        try:
+            leader = self.leader(plan, access)
+        except EngineError:
+            leader = None
         ordered = sorted(plan.nodes_with(Role.database), key=lambda n: n.name != leader)
         for node in ordered:
             if not running[node.name]:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,15 +31,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="a fresh lab for each trial")
     args = ap.parse_args()
 
-    data = yaml.safe_load((ROOT / "topologies" / "quickstart.yaml").read_text())
-    data["name"] = "bench-failover"
-    for az in data["azs"]:
-        az.pop("subnet", None)
-    for vip in data.get("vips", []):
-        vip.pop("address", None)
-    path = Path(tempfile.mkdtemp(prefix="cmlab-bench-")) / "bench-failover.yaml"
-    path.write_text(yaml.safe_dump(data))
-    lab = Lab.from_topology(path)
+    lab = Lab.from_topology(ROOT / "topologies" / "quickstart.yaml", name="bench-failover", allocate=True)
     lab.down()
     lab.up()
     try:

@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,11 +32,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10)
     args = ap.parse_args()
 
-    data = yaml.safe_load((ROOT / "topologies" / "two-az.yaml").read_text())
-    data["name"] = "bench-faults"
-    path = Path(tempfile.mkdtemp(prefix="cmlab-bench-")) / "bench-faults.yaml"
-    path.write_text(yaml.safe_dump(data))
-    lab = Lab.from_topology(path)
+    lab = Lab.from_topology(ROOT / "topologies" / "two-az.yaml", name="bench-faults", allocate=True)
     lab.down()
     lab.up()
     try:

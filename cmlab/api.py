@@ -102,13 +102,16 @@ class Lab:
 
     @classmethod
     def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None,
-                      owner: dict[str, str] | None = None, name: str | None = None, engine: str | None = None) -> "Lab":
+                      owner: dict[str, str] | None = None, name: str | None = None, engine: str | None = None,
+                      allocate: bool = False) -> "Lab":
         """Read and resolve a topology file against this host's Docker networks.
 
         :param owner: owner labels (:func:`cmlab.owner.current`) for a lab that
             ``reap`` may remove once its owner process is gone (test sessions).
         :param name: a lab name instead of the file's (parallel test workers).
         :param engine: an engine instead of the file's.
+        :param allocate: ignore the file's subnets and addresses and allocate
+            free ones (a copy of an example beside a lab of it).
         :raises TopologyError: the file cannot be used (nothing is created).
         :raises DockerUnavailable: Docker cannot be reached.
         """
@@ -118,6 +121,8 @@ class Lab:
         data, positions = read_yaml_file(path)
         if isinstance(data, dict):
             data = {**data, **({"name": name} if name else {}), **({"engine": engine} if engine else {})}
+            if allocate:
+                data = resolve.without_addresses(data)
 
         def replan(taken: list) -> LabPlan:
             return resolve.plan_data(data, str(path), positions, registry, taken)

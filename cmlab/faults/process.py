@@ -220,14 +220,12 @@ def _status(ctx: FaultContext, node: str) -> str:
 
 
 @dataclass(frozen=True)
-class Crash(Fault):
+class Crash(Stop):
     """``docker kill``: every process of the node dies at once and its network
     namespace (and any VIP in it) goes with it, as when a host loses power.
     Undo starts the container again (the node rejoins)."""
 
     kind: ClassVar[str] = "crash"
-    requires: ClassVar[frozenset[str]] = frozenset()
-    nodes: tuple[str, ...]
 
     def describe(self) -> str:
         return f"crash {','.join(self.nodes)} (docker kill)"
@@ -238,16 +236,3 @@ class Crash(Fault):
             c.reload()
             if c.status == "running":
                 c.kill()
-
-    def undo(self, ctx: FaultContext) -> None:
-        for node in self.nodes:
-            try:
-                c = ctx.container(node)
-                c.reload()
-                if c.status != "running":
-                    c.start()
-            except FaultError:
-                continue
-
-    def observe(self, ctx: FaultContext) -> bool | None:
-        return all(_status(ctx, n) in ("exited", "created") for n in self.nodes)

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import Any, Generic, TypeVar
 
 from cmlab.engines.base import Engine, NodeAccess, NodeState

@@ -260,6 +260,18 @@ def loads(text: str, registry: "EngineRegistry", taken: Iterable[IPv4Network] = 
     return _plan_from_data(data, source, positions, registry, taken)
 
 
+def without_addresses(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a parsed document with every subnet and address left out, to
+    be allocated (so an example can run beside a lab of itself)."""
+    strip = {"azs": "subnet", "nodes": "address", "vips": "address"}
+    out = dict(data)
+    for section, key in strip.items():
+        if isinstance(out.get(section), list):
+            out[section] = [{k: v for k, v in item.items() if k != key} if isinstance(item, dict) else item
+                            for item in out[section]]
+    return out
+
+
 def plan_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network]) -> LabPlan:
     """Check and resolve an already parsed document (see :func:`load`)."""
     return _plan_from_data(data, source, positions, registry, taken)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cmlab import api
@@ -37,7 +38,7 @@ def _friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CmlabError as exc:
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(1)
         except KeyboardInterrupt:
             err.print("interrupted")

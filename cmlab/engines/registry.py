@@ -41,8 +41,10 @@ class EngineRegistry:
 
 def default_registry() -> EngineRegistry:
     """Every engine cmlab ships, registered by hand in one place."""
+    from cmlab.engines.opengauss_cm import OpenGaussCm
     from cmlab.engines.postgres_patroni import PostgresPatroni
 
     registry = EngineRegistry()
     registry.register(PostgresPatroni(), aliases=("patroni",))
+    registry.register(OpenGaussCm(), aliases=("ogcm",))
     return registry

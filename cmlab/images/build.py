@@ -188,7 +188,8 @@ class ImageBuilder:
                 return BuiltImage(tag, cached=True)
             folder = self.root / recipe.folder
             if not (folder / "Dockerfile").is_file():
-                raise ImageBuildError(f"no Dockerfile in {folder} for engine image '{recipe.name}'")
+                note = (folder / "README.md").read_text().strip() if (folder / "README.md").is_file() else ""
+                raise ImageBuildError(f"engine image '{recipe.name}' has no recipe yet (no {folder}/Dockerfile)" + (f": {note}" if note else ""))
             with self.progress.step(f"building {tag}"):
                 tail: list[str] = []
                 stream = self.client.api.build(

@@ -1,0 +1,178 @@
+"""Configuration of an opengauss-cm lab, generated from the plan.
+
+* the cluster XML that ``gs_om -t generateconf`` turns into the static config
+  (the community CM image does exactly that: opengauss-cm.md §1 step 5);
+  layout from the documented two-city three-centre example (seeds/000, "CM支持VIP仲裁");
+* ``cm_agent.conf`` / ``cm_server.conf`` overrides (opengauss-cm.md §3), applied
+  per node with ``cm_ctl set --param ... -n <own id>`` since there is no ssh (§1 "Limits");
+* ``cm_resource.json`` for the VIPs, with the key ``resources_type`` that the
+  runtime parser reads (``cm_json_config.cpp``), not the doc's ``resource_type`` (§9).
+
+Node ids are 1-based in topology order; DN instance ids are 6001, 6002... in
+the order of the database nodes; CMS instance ids 1..n.
+"""
+
+from __future__ import annotations
+
+import json
+from xml.etree import ElementTree as ET
+
+from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.topology.plan import LabPlan, NodePlan
+from cmlab.topology.schema import Role
+
+APP = "/usr/local/opengauss/app"
+TOOLS = "/usr/local/opengauss/tools"
+DATA = "/var/lib/opengauss/data"
+DN_DIR = f"{DATA}/dn1"
+LOG = "/var/lib/opengauss/log"
+TMP = "/var/lib/opengauss/tmp"
+CM_DIR = "/var/lib/opengauss/cm"
+CORE = "/var/lib/opengauss/corefile"
+CLUSTER_XML = "/home/omm/cluster.xml"
+RESOURCE_JSON = f"{CM_DIR}/cm_agent/cm_resource.json"
+FIRST_DN_INSTANCE = 6001
+
+
+def node_id(plan: LabPlan, node: str) -> int:
+    return [n.name for n in plan.nodes].index(node) + 1
+
+
+def database_nodes(plan: LabPlan, p: CmParameters) -> list[NodePlan]:
+    """DN nodes, the primary first (CM's dataNode1 lists the primary's node first)."""
+    dns = plan.nodes_with(Role.database)
+    primary = p.primary or dns[0].name
+    return sorted(dns, key=lambda n: n.name != primary)
+
+
+def dn_instance(plan: LabPlan, p: CmParameters, node: str) -> int:
+    return FIRST_DN_INSTANCE + [n.name for n in database_nodes(plan, p)].index(node)
+
+
+def cluster_xml(plan: LabPlan, p: CmParameters) -> str:
+    """The cluster XML. The first database node's DEVICE carries the DN and CMS
+    definitions (dataNode1 = primary dir, then each standby and its dir)."""
+    root = ET.Element("ROOT")
+    cluster = ET.SubElement(root, "CLUSTER")
+
+    def param(parent: ET.Element, name: str, value: object) -> None:
+        ET.SubElement(parent, "PARAM", name=name, value=str(value))
+
+    param(cluster, "clusterName", plan.name)
+    param(cluster, "nodeNames", ",".join(n.name for n in plan.nodes))
+    param(cluster, "gaussdbAppPath", APP)
+    param(cluster, "gaussdbLogPath", LOG)
+    param(cluster, "tmpMppdbPath", TMP)
+    param(cluster, "gaussdbToolPath", TOOLS)
+    param(cluster, "corePath", CORE)
+    param(cluster, "clusterType", "single-inst")
+    param(cluster, "backIp1s", ",".join(str(n.address) for n in plan.nodes))
+    vip_index = {v.name: i + 1 for i, v in enumerate(plan.vips)}
+    for v in plan.vips:
+        param(cluster, f"floatIp{vip_index[v.name]}", v.address)
+
+    dns = database_nodes(plan, p)
+    cms = plan.nodes_with(Role.quorum)
+    devices = ET.SubElement(root, "DEVICELIST")
+    for n in plan.nodes:
+        az = plan.az(n.az)
+        dev = ET.SubElement(devices, "DEVICE", sn=n.name)
+        param(dev, "name", n.name)
+        param(dev, "azName", az.name)
+        param(dev, "azPriority", az.priority)
+        param(dev, "backIp1", n.address)
+        param(dev, "sshIp1", n.address)
+        if n.name in p.cascade_standbys:
+            param(dev, "cascadeRole", "on")  # inferred from openGauss-OM's XML reader; to confirm with real packages
+        if n.name == dns[0].name:
+            param(dev, "dataNum", 1)
+            param(dev, "dataPortBase", p.dn_port)
+            standbys = [x for s in dns[1:] for x in (s.name, DN_DIR)]
+            param(dev, "dataNode1", ",".join([DN_DIR, *standbys]))
+            param(dev, "dataNode1_syncNum", p.sync_num)
+            param(dev, "dataListenIp1", ",".join(str(d.address) for d in dns))
+            if plan.vips:
+                mapping = [f"floatIp{vip_index[v.name]}" if (v := plan.vip_of_az(d.az)) else "" for d in dns]
+                param(dev, "floatIpMap1", ",".join(mapping))
+            param(dev, "cmsNum", 1)
+            param(dev, "cmServerPortBase", p.cm_server_port)
+            param(dev, "cmServerlevel", 1)
+            param(dev, "cmServerListenIp1", ",".join(str(c.address) for c in cms))
+            param(dev, "cmServerHaIp1", ",".join(str(c.address) for c in cms))
+            param(dev, "cmServerRelation", ",".join(c.name for c in cms))
+        param(dev, "cmDir", CM_DIR)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _disk_path(plan: LabPlan, name: str | None) -> str:
+    return plan.disk(name).path if name else ""
+
+
+def third_party_gateway(plan: LabPlan) -> str:
+    """The arbiter address of two-node mode: the router when there is one
+    (it answers on every AZ), else the first AZ's gateway (the host)."""
+    az = plan.azs[0]
+    return str(az.router_address or az.gateway)
+
+
+def agent_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
+    out: dict[str, object] = {
+        "agent_heartbeat_timeout": p.agent_heartbeat_timeout,
+        "enable_fence_dn": "on" if p.enable_fence_dn else "off",
+        "enable_ssl": "off",  # as the community image does
+        "disk_timeout": p.disk_timeout,
+    }
+    if p.voting_disk:
+        out["voting_disk_path"] = _disk_path(plan, p.voting_disk)
+    return {**out, **p.cm_agent}
+
+
+def server_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
+    out: dict[str, object] = {
+        "instance_heartbeat_timeout": p.instance_heartbeat_timeout,
+        "cmserver_ha_heartbeat_timeout": p.cmserver_ha_heartbeat_timeout,
+        "dn_arbitrate_mode": p.dn_arbitrate_mode,
+        "cluster_starting_aribt_delay": p.cluster_starting_aribt_delay,
+        "enable_e2e_rto": 1 if p.enable_e2e_rto else 0,
+        "enable_ssl": "off",
+        "disk_timeout": p.disk_timeout,
+    }
+    if p.two_node:
+        out["cms_enable_failover_on2nodes"] = "true"
+        out["third_party_gateway_ip"] = third_party_gateway(plan)
+    if p.voting_disk:
+        out["voting_disk_path"] = _disk_path(plan, p.voting_disk)
+    if p.share_disk:
+        out["share_disk_path"] = _disk_path(plan, p.share_disk)
+        out["ddb_type"] = 2
+    return {**out, **p.cm_server}
+
+
+def set_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
+    """``cm_ctl set --param`` argv lists for one node (strings get CM's inner
+    single quotes: ``-k log_dir="'/x'"`` in the shell, ``log_dir='/x'`` here)."""
+    nid = str(node_id(plan, node))
+
+    def value(v: object) -> str:
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else f"'{v}'"
+
+    cmds = [["cm_ctl", "set", "--param", "--agent", "-k", f"{k}={value(v)}", "-n", nid] for k, v in agent_overrides(plan, p).items()]
+    if plan.node(node).has(Role.quorum):
+        cmds += [["cm_ctl", "set", "--param", "--server", "-k", f"{k}={value(v)}", "-n", nid]
+                 for k, v in server_overrides(plan, p).items()]
+    return cmds
+
+
+def resource_json(plan: LabPlan, p: CmParameters) -> str | None:
+    """``cm_resource.json`` with one VIP resource per VIP (instances: the DNs of
+    its AZ, each with its node's address as ``base_ip``); None without VIPs."""
+    if not plan.vips:
+        return None
+    resources = []
+    for v in plan.vips:
+        instances = [{"node_id": node_id(plan, d.name), "res_instance_id": dn_instance(plan, p, d.name),
+                      "inst_attr": f"base_ip={d.address}"}
+                     for d in database_nodes(plan, p) if d.az == v.az]
+        resources.append({"name": f"VIP_{v.az}", "resources_type": "VIP", "instances": instances, "float_ip": str(v.address)})
+    return json.dumps({"resources": resources}, indent=2) + "\n"

@@ -1,0 +1,181 @@
+"""Engine ``opengauss-cm``: openGauss with its Cluster Manager (om_monitor,
+cm_agent, cm_server, cm_ctl), one container per node, as the community CM
+image runs it (../shared/reference/opengauss-cm.md §1).
+
+Status of this engine: the topology rules, the generated configuration
+(cluster XML, conf overrides, cm_resource.json) and the reading of
+``cm_ctl query -Cvidp`` are done and tested; the image recipe built from the
+user's openGauss packages and the in-container start sequence are not yet,
+so ``cmlab up`` stops at the image build with a message saying so.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from cmlab.engines.base import (ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess, NodeRole,
+                                NodeState, Timing)
+from cmlab.engines.opengauss_cm import config
+from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.engines.opengauss_cm.query import CmQuery, parse
+from cmlab.errors import EngineError, Issue
+from cmlab.topology.plan import LabPlan, NodePlan
+from cmlab.topology.schema import Role, Topology
+
+#: CM's limit: a primary and at most 8 standbys (opengauss-cm.md, issue 6).
+MAX_STANDBYS = 8
+_ROLES = {"Primary": NodeRole.primary, "Standby": NodeRole.standby, "Main Standby": NodeRole.standby,
+          "Cascade Standby": NodeRole.cascade_standby, "Down": NodeRole.down}
+OMM_UID = 70  # the community image's omm user (uid/gid 70)
+
+
+class OpenGaussCm(Engine):
+    name = "opengauss-cm"
+    summary = "openGauss + Cluster Manager (needs the user's openGauss packages; image recipe in progress)"
+    Parameters = CmParameters
+    processes = {"database": "gaussdb", "agent": "cm_agent", "arbiter": "cm_server", "monitor": "om_monitor"}
+    recipe = ImageRecipe(name="opengauss-cm", folder="opengauss-cm")
+
+    def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:
+        p = CmParameters.model_validate(params)
+        issues: list[Issue] = []
+        names = {n.name for n in topo.nodes}
+        dns = [n for n in topo.nodes if Role.database in n.roles]
+        cms = [n for n in topo.nodes if Role.quorum in n.roles]
+        if not dns:
+            issues.append(Issue("nodes", "no node has role 'database' (a DN)", "give the 'database' role to at least one node"))
+        if len(dns) > MAX_STANDBYS + 1:
+            issues.append(Issue("nodes", f"{len(dns)} DNs: CM supports a primary and at most {MAX_STANDBYS} standbys",
+                                f"keep at most {MAX_STANDBYS + 1} database nodes"))
+        if p.two_node:
+            if len(dns) != 2:
+                issues.append(Issue("parameters.two_node", f"two-node mode needs exactly 2 database nodes, not {len(dns)}",
+                                    "use 2 database nodes, or set two_node: false"))
+        elif len(cms) < 3:
+            issues.append(Issue("nodes", f"{len(cms)} node(s) have role 'quorum' (a CMS); CM needs a majority of at least 3",
+                                "give the 'quorum' role to at least 3 nodes, or use two_node: true with 2 nodes"))
+        if p.primary and p.primary not in {n.name for n in dns}:
+            issues.append(Issue("parameters.primary", f"'{p.primary}' is not a database node", "name a node with role 'database'"))
+        for i, c in enumerate(p.cascade_standbys):
+            if c not in {n.name for n in dns}:
+                issues.append(Issue(f"parameters.cascade_standbys[{i}]", f"'{c}' is not a database node", "name a node with role 'database'"))
+        if p.cascade_standbys and len(dns) - len(p.cascade_standbys) < 3:
+            issues.append(Issue("parameters.cascade_standbys", "a cascade standby needs one primary and two standbys besides it",
+                                "add database nodes or drop the cascade standby"))
+        if p.sync_num > max(0, len(dns) - 1 - len(p.cascade_standbys)):
+            issues.append(Issue("parameters.sync_num", f"sync_num {p.sync_num} exceeds the standbys that can be synchronous",
+                                "lower sync_num"))
+        disks = {d.name: d for d in topo.disks}
+        for key in ("voting_disk", "share_disk"):
+            name = getattr(p, key)
+            if name is None:
+                continue
+            if name not in disks:
+                issues.append(Issue(f"parameters.{key}", f"no disk '{name}' in disks:", "add it under disks: (kind: block)"))
+            elif disks[name].kind != "block":
+                issues.append(Issue(f"parameters.{key}", f"disk '{name}' is a filesystem; CM's disks are raw devices", "use kind: block"))
+            elif disks[name].nodes and set(disks[name].nodes) != names:
+                issues.append(Issue(f"parameters.{key}", f"disk '{name}' must be on every node (CM needs the same device everywhere)",
+                                    "drop its nodes: list"))
+        if p.dn_arbitrate_mode == "share_disk" and not (p.voting_disk and p.share_disk):
+            issues.append(Issue("parameters.dn_arbitrate_mode", "share_disk mode needs a voting disk and a share disk",
+                                "set voting_disk and share_disk to block disks of disks:"))
+        return issues
+
+    def container(self, plan: LabPlan, node: NodePlan) -> ContainerSpec:
+        p = CmParameters.model_validate(plan.parameters)
+        files = {config.CLUSTER_XML: FileSpec(config.cluster_xml(plan, p), uid=OMM_UID, gid=OMM_UID)}
+        resources = config.resource_json(plan, p)
+        if resources:
+            files["/etc/cmlab/cm_resource.json"] = FileSpec(resources, uid=OMM_UID, gid=OMM_UID)
+        commands = "\n".join(" ".join(_shell(a) for a in argv) for argv in config.set_commands(plan, p, node.name))
+        files["/etc/cmlab/cm-set.sh"] = FileSpec(commands + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
+        return ContainerSpec(
+            env={"CMLAB_CM_NODE_ID": str(config.node_id(plan, node.name))},
+            files=files,
+            volumes={"/var/lib/opengauss": "opengauss"},
+            # The community image's run settings (opengauss-cm.md §1 "docker run flags").
+            sysctls={"kernel.sem": "250 6400000 1000 25600"},
+            security_opt=["seccomp=unconfined"],
+            ulimits={"nofile": (1000000, 1000000)},
+            cap_add=["NET_ADMIN", "NET_RAW"],  # CM moves the VIP with ifconfig/ip and arping (§5)
+        )
+
+    def timing(self, plan: LabPlan) -> Timing:
+        p = CmParameters.model_validate(plan.parameters)
+        # Node loss: instance_heartbeat_timeout, about 6 arbitration rounds of ~1 s, the
+        # failover itself, and DCC re-election when the CMS primary went too (§8: 12-20 s).
+        failover = p.instance_heartbeat_timeout + 6 + 5 + 2 * p.cmserver_ha_heartbeat_timeout
+        return Timing(start_s=120.0 + p.cluster_starting_aribt_delay, failover_s=float(failover),
+                      vip_s=5.0 + 2.0, vip_repair_s=float(p.agent_heartbeat_timeout + 10), poll_s=0.5)
+
+    def dsn(self, plan: LabPlan, host: str) -> str:
+        p = CmParameters.model_validate(plan.parameters)
+        return f"host={host} port={p.dn_port} user=cmlab password=Cmlab@123 dbname=postgres"
+
+    # ---- observation through cm_ctl ------------------------------------------------------
+
+    def query(self, plan: LabPlan, access: NodeAccess) -> CmQuery:
+        """``cm_ctl query -Cvidp`` from the first running node that answers.
+
+        :raises EngineError: no node could run it.
+        """
+        last = "no node is running"
+        for node in plan.nodes:
+            if not access.running(node):
+                continue
+            code, out = access.exec(node, ["cm_ctl", "query", "-Cvidp"], user="omm")
+            q = parse(out)
+            if q.connected and code == 0:
+                return q
+            last = out.strip()[-200:]
+        raise EngineError(f"cm_ctl query failed on every node: {last}")
+
+    def observe(self, plan: LabPlan, access: NodeAccess) -> ClusterState:
+        running = {n.name: access.running(n) for n in plan.nodes}
+        try:
+            q = self.query(plan, access)
+        except EngineError as exc:
+            return ClusterState(tuple(NodeState(n.name, NodeRole.down if not running[n.name] else NodeRole.unknown, False,
+                                                detail=str(exc)[:80]) for n in plan.nodes), not_ready=str(exc))
+        by_node = {d.node: d for d in q.datanodes}
+        states = []
+        for n in plan.nodes:
+            d = by_node.get(n.name)
+            if not running[n.name]:
+                states.append(NodeState(n.name, NodeRole.down, False, detail="container not running"))
+            elif d is None:
+                cms = next((c for c in q.cms if c.node == n.name), None)
+                states.append(NodeState(n.name, NodeRole.arbiter, cms is not None and cms.state in ("Primary", "Standby"),
+                                        detail=f"CMS {cms.state}" if cms else "no CMS"))
+            else:
+                states.append(NodeState(n.name, _ROLES.get(d.dynamic_role, NodeRole.unknown), d.state == "Normal",
+                                        detail=f"{d.state}{f' ({d.detail})' if d.detail else ''}"))
+        not_ready = "" if q.cluster_state == "Normal" and len(q.primaries()) == 1 else f"cluster_state {q.cluster_state}"
+        return ClusterState(tuple(states), not_ready=not_ready)
+
+    def leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
+        """The DN node CM reports as Primary (the CMS primary's view)."""
+        primaries = self.query(plan, access).primaries()
+        return primaries[0].node if len(primaries) == 1 else None
+
+    def observe_node(self, plan: LabPlan, node: NodePlan, access: NodeAccess) -> NodeState:
+        state = self.observe(plan, access).node(node.name)
+        return state or NodeState(node.name, NodeRole.unknown, False)
+
+    def quorum_leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
+        try:
+            primary = self.query(plan, access).cms_primary()
+        except EngineError:
+            return None
+        return primary.node if primary else None
+
+
+def _shell(arg: str) -> str:
+    """Quote for sh as CM's docs write it: ``-k enable_ssl="'off'"``."""
+    if all(c.isalnum() or c in "-_=./" for c in arg):
+        return arg
+    if not any(c in arg for c in '"$`\\'):
+        return f'"{arg}"'
+    return shlex.quote(arg)

@@ -1,0 +1,37 @@
+"""``parameters:`` of an opengauss-cm lab.
+
+Defaults are CM's own (../shared/reference/opengauss-cm.md §3, from
+``CM/src/cm_agent/cm_agent.centralized.conf.sample`` and
+``cm_server.centralized.conf.sample``) unless a lab default is named.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool
+
+
+class CmParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    primary: str | None = Field(default=None, description="the node whose DN starts as primary (default: the first database node)")
+    cascade_standbys: list[str] = Field(default_factory=list, description="database nodes whose DN is a cascade standby")
+    sync_num: int = Field(default=1, ge=0, description="dataNode1_syncNum: synchronous standbys")
+    dn_port: int = Field(default=5432, ge=1024, le=65000, description="DN port (the DN also uses port+1 and port+4)")
+    cm_server_port: int = Field(default=25000, ge=1024, le=65000, description="cmServerPortBase (CM also uses +1 and +2)")
+    two_node: bool = Field(default=False, description="two-node mode: cms_enable_failover_on2nodes, the router (or AZ gateway) as third_party_gateway_ip")
+    dn_arbitrate_mode: Literal["quorum", "paxos", "share_disk"] = "quorum"
+    voting_disk: str | None = Field(default=None, description="name of a block disk (topology disks:) used as voting disk")
+    share_disk: str | None = Field(default=None, description="name of a block disk used as share disk (ddb_type=2)")
+    enable_fence_dn: bool = False
+    instance_heartbeat_timeout: int = Field(default=6, ge=1, description="cm_server, seconds")
+    agent_heartbeat_timeout: int = Field(default=5, ge=1, description="cm_agent, seconds")
+    cmserver_ha_heartbeat_timeout: int = Field(default=6, ge=1, description="cm_server, seconds")
+    disk_timeout: int = Field(default=200, ge=1, description="voting-disk heartbeat timeout, seconds")
+    cluster_starting_aribt_delay: int = Field(default=180, ge=0, description="seconds cm_server waits for the static primary at start (CM spells it 'aribt')")
+    enable_e2e_rto: bool = False
+    cm_agent: dict[str, Scalar] = Field(default_factory=dict, description="more cm_agent.conf overrides")
+    cm_server: dict[str, Scalar] = Field(default_factory=dict, description="more cm_server.conf overrides")

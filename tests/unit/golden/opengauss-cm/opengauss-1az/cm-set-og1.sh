@@ -1,0 +1,11 @@
+cm_ctl set --param --agent -k agent_heartbeat_timeout=5 -n 1
+cm_ctl set --param --agent -k "enable_fence_dn='off'" -n 1
+cm_ctl set --param --agent -k "enable_ssl='off'" -n 1
+cm_ctl set --param --agent -k disk_timeout=200 -n 1
+cm_ctl set --param --server -k instance_heartbeat_timeout=6 -n 1
+cm_ctl set --param --server -k cmserver_ha_heartbeat_timeout=6 -n 1
+cm_ctl set --param --server -k "dn_arbitrate_mode='quorum'" -n 1
+cm_ctl set --param --server -k cluster_starting_aribt_delay=180 -n 1
+cm_ctl set --param --server -k enable_e2e_rto=0 -n 1
+cm_ctl set --param --server -k "enable_ssl='off'" -n 1
+cm_ctl set --param --server -k disk_timeout=200 -n 1

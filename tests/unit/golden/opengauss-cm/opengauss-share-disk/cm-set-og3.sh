@@ -1,0 +1,15 @@
+cm_ctl set --param --agent -k agent_heartbeat_timeout=5 -n 3
+cm_ctl set --param --agent -k "enable_fence_dn='off'" -n 3
+cm_ctl set --param --agent -k "enable_ssl='off'" -n 3
+cm_ctl set --param --agent -k disk_timeout=200 -n 3
+cm_ctl set --param --agent -k "voting_disk_path='/dev/cmlab-voting'" -n 3
+cm_ctl set --param --server -k instance_heartbeat_timeout=6 -n 3
+cm_ctl set --param --server -k cmserver_ha_heartbeat_timeout=6 -n 3
+cm_ctl set --param --server -k "dn_arbitrate_mode='share_disk'" -n 3
+cm_ctl set --param --server -k cluster_starting_aribt_delay=180 -n 3
+cm_ctl set --param --server -k enable_e2e_rto=0 -n 3
+cm_ctl set --param --server -k "enable_ssl='off'" -n 3
+cm_ctl set --param --server -k disk_timeout=200 -n 3
+cm_ctl set --param --server -k "voting_disk_path='/dev/cmlab-voting'" -n 3
+cm_ctl set --param --server -k "share_disk_path='/dev/cmlab-share'" -n 3
+cm_ctl set --param --server -k ddb_type=2 -n 3

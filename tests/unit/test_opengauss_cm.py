@@ -1,0 +1,154 @@
+"""Engine opengauss-cm: golden files of the generated configuration for every
+example topology, the topology rules, and the reading of `cm_ctl query`.
+
+Set CMLAB_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change
+(and read the diff before committing it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cmlab.engines.opengauss_cm import OpenGaussCm, config
+from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.engines.opengauss_cm.query import parse, parse_dn_field
+from cmlab.engines.registry import default_registry
+from cmlab.errors import TopologyError
+from cmlab.topology import load, loads
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden" / "opengauss-cm"
+EXAMPLES = sorted(p.name for p in (ROOT / "topologies").glob("opengauss-*.yaml"))
+REG = default_registry()
+
+
+def rendered(example: str) -> dict[str, str]:
+    plan = load(ROOT / "topologies" / example, REG)
+    p = CmParameters.model_validate(plan.parameters)
+    out = {"cluster.xml": config.cluster_xml(plan, p), "cm_resource.json": config.resource_json(plan, p) or "(none)\n"}
+    for n in plan.nodes:
+        spec = OpenGaussCm().container(plan, n)
+        out[f"cm-set-{n.name}.sh"] = spec.files["/etc/cmlab/cm-set.sh"].content
+    return out
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_generated_configuration_matches_the_golden_files(example):
+    folder = GOLDEN / example.removesuffix(".yaml")
+    files = rendered(example)
+    if os.environ.get("CMLAB_UPDATE_GOLDEN"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    for name, text in files.items():
+        assert (folder / name).read_text() == text, f"{folder / name} differs (CMLAB_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_vip_resources_use_the_key_the_runtime_reads():
+    text = rendered("opengauss-3az.yaml")["cm_resource.json"]
+    assert '"resources_type": "VIP"' in text and '"resource_type"' not in text
+
+
+def test_two_node_mode_points_cm_at_the_router():
+    plan = load(ROOT / "topologies" / "opengauss-two-node.yaml", REG)
+    p = CmParameters.model_validate(plan.parameters)
+    server = config.server_overrides(plan, p)
+    assert server["cms_enable_failover_on2nodes"] == "true"
+    assert server["third_party_gateway_ip"] == str(plan.azs[0].router_address)
+
+
+def test_share_disk_mode_sets_both_disks_and_the_ddb_type():
+    plan = load(ROOT / "topologies" / "opengauss-share-disk.yaml", REG)
+    p = CmParameters.model_validate(plan.parameters)
+    server = config.server_overrides(plan, p)
+    assert (server["voting_disk_path"], server["share_disk_path"], server["ddb_type"]) == ("/dev/cmlab-voting", "/dev/cmlab-share", 2)
+    assert config.agent_overrides(plan, p)["voting_disk_path"] == "/dev/cmlab-voting"
+
+
+BASE = """\
+name: t
+engine: opengauss-cm
+azs: [{name: az1, subnet: 10.99.0.0/24}]
+"""
+
+
+def nodes(n: int, extra: str = "") -> str:
+    return BASE + "nodes:\n" + "".join(f"  - {{name: n{i}, az: az1{extra}}}\n" for i in range(1, n + 1))
+
+
+@pytest.mark.parametrize("text, where, words", [
+    (nodes(10), "nodes", "at most 8 standbys"),
+    (nodes(2), "nodes", "CM needs a majority of at least 3"),
+    (nodes(3) + "parameters: {cascade_standbys: [n3]}", "parameters.cascade_standbys", "one primary and two standbys"),
+    (nodes(3) + "parameters: {dn_arbitrate_mode: share_disk}", "parameters.dn_arbitrate_mode", "needs a voting disk and a share disk"),
+    (nodes(3) + "parameters: {two_node: true}", "parameters.two_node", "exactly 2 database nodes"),
+    (nodes(3) + "parameters: {voting_disk: v}", "parameters.voting_disk", "no disk 'v'"),
+    (nodes(3) + "disks: [{name: v, kind: filesystem}]\nparameters: {voting_disk: v}", "parameters.voting_disk", "raw devices"),
+    (nodes(3) + "parameters: {primary: n9}", "parameters.primary", "not a database node"),
+])
+def test_topologies_cm_cannot_run_are_refused_before_anything_starts(text, where, words):
+    with pytest.raises(TopologyError) as info:
+        loads(text, REG, source="cm.yaml")
+    assert any(i.where == where and words in i.message for i in info.value.issues), str(info.value)
+
+
+SAMPLE = """\
+[  CMServer State   ]
+
+node      node_ip         instance                                 state
+--------------------------------------------------------------------------
+1  host40 10.243.40.20    1    /usr1/cm_gauss/cluster/cm/cm_server Primary
+2  host39 10.243.39.8     2    /usr1/cm_gauss/cluster/cm/cm_server Standby
+3  host15 10.243.15.65    3    /usr1/cm_gauss/cluster/cm/cm_server Standby
+
+[   Cluster State   ]
+
+cluster_state   : Normal
+redistributing  : No
+balanced        : Yes
+current_az      : AZ_ALL
+
+[  Datanode State   ]
+
+node      node_ip         instance                        state            | node      node_ip         instance                        state            | node ...
+-------------------------------------------------------------------------------------------------------------------------------------------------------
+1  host40 10.243.40.20    6001 /usr1/cm_gauss/cluster/dn1 P Primary Normal | 2  host39 10.243.39.8     6002 /usr1/cm_gauss/cluster/dn1 S Standby Normal | 3  host15 10.243.15.65    6003 /usr1/cm_gauss/cluster/dn1 S Standby Normal
+"""
+
+
+def test_the_documented_sample_is_read():
+    q = parse(SAMPLE)
+    assert q.connected and q.cluster_state == "Normal" and not q.pausing
+    assert [(c.node, c.state) for c in q.cms] == [("host40", "Primary"), ("host39", "Standby"), ("host15", "Standby")]
+    assert [(d.node, d.instance, d.static_role, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("host40", 6001, "P", "Primary", "Normal"), ("host39", 6002, "S", "Standby", "Normal"), ("host15", 6003, "S", "Standby", "Normal")]
+    assert q.cms_primary().node == "host40" and [d.node for d in q.primaries()] == ["host40"]
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("1  node1 10.0.0.10   6001 25400  /opt/huawei/install/data/dn P Primary Normal", ("Primary", "Normal", "", 25400)),
+    ("1  host40 10.243.40.20 6001 /d P Down    Manually stopped", ("Down", "Manually stopped", "", None)),
+    ("1  host40 10.243.40.20 6001 /d P Down    Unknown", ("Down", "Unknown", "", None)),
+    ("2  host39 10.243.39.8 6002 /d S Standby Promoting", ("Standby", "Promoting", "", None)),
+    ("2  host39 10.243.39.8 6002 /d S Standby Need repair(System id not matched)", ("Standby", "Need repair", "System id not matched", None)),
+    ("3  host15 10.243.15.65 6003 /d S Standby Building(45%)", ("Standby", "Building", "45%", None)),
+    ("4  host16 10.243.15.66 6004 /d C Cascade Standby Normal", ("Cascade Standby", "Normal", "", None)),
+])
+def test_degraded_datanode_fields_are_read(field, expected):
+    d = parse_dn_field(field)
+    assert (d.dynamic_role, d.state, d.detail, d.port) == expected
+
+
+def test_paused_and_unreachable_forms():
+    paused = SAMPLE.replace("current_az      : AZ_ALL", "current_az      : AZ_ALL\npausing         : Yes")
+    assert parse(paused).pausing
+    down = "cm_ctl: can't connect to cm_server.\nMaybe cm_server is not running, or timeout expired. Please try again.\n"
+    assert parse(down).connected is False
+
+
+def test_a_row_without_a_role_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="static role"):
+        parse_dn_field("1 host40 10.0.0.1 6001 /d Primary Normal")

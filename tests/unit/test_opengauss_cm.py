@@ -7,16 +7,19 @@ Set CMLAB_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from cmlab.engines.opengauss_cm import OpenGaussCm, config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.engines.opengauss_cm.package import inspect, sha256_of
 from cmlab.engines.opengauss_cm.query import parse, parse_dn_field
 from cmlab.engines.registry import default_registry
-from cmlab.errors import TopologyError
+from cmlab.errors import ImageBuildError, TopologyError
 from cmlab.topology import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +155,55 @@ def test_paused_and_unreachable_forms():
 def test_a_row_without_a_role_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="static role"):
         parse_dn_field("1 host40 10.0.0.1 6001 /d Primary Normal")
+
+
+# ---- the user's packages: checked before anything is built --------------------------------
+
+
+
+def tarball(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_the_all_package_is_recognised_and_its_checksum_verified(tmp_path):
+    pkg = tarball(tmp_path / "openGauss-All-6.0.2-openEuler20.03-x86_64.tar.gz", {
+        "openGauss-Server-6.0.2-openEuler20.03-x86_64.tar.bz2": b"s", "openGauss-CM-6.0.2-openEuler20.03-x86_64.tar.gz": b"c",
+        "openGauss-OM-6.0.2-openEuler20.03-x86_64.tar.gz": b"o"})
+    found = inspect(pkg, sha256=sha256_of(pkg))
+    assert found.kind == "all" and set(found.members) == {"server", "cm", "om"} and found.digest == sha256_of(pkg)
+    with pytest.raises(ImageBuildError, match="SHA-256 is .* expected 00"):
+        inspect(pkg, sha256="00" * 32)
+
+
+def test_a_server_package_needs_its_cm_package(tmp_path):
+    server = tarball(tmp_path / "openGauss-Server-6.0.2-x86_64.tar.bz2", {"bin/gaussdb": b"x"}, "w:bz2")
+    with pytest.raises(ImageBuildError, match="without CM"):
+        inspect(server)
+    cm = tarball(tmp_path / "openGauss-CM-6.0.2-x86_64.tar.gz", {"bin/cm_ctl": b"x"})
+    assert inspect(server, cm).kind == "separate"
+
+
+def test_an_install_tree_needs_the_cm_binaries(tmp_path):
+    (tmp_path / "bin").mkdir()
+    for b in ("gaussdb", "gs_ctl", "cm_ctl"):
+        (tmp_path / "bin" / b).write_text("")
+    with pytest.raises(ImageBuildError, match="bin/cm_agent, bin/cm_server, bin/om_monitor"):
+        inspect(tmp_path)
+    for b in ("cm_agent", "cm_server", "om_monitor"):
+        (tmp_path / "bin" / b).write_text("")
+    assert inspect(tmp_path).kind == "tree"
+
+
+def test_a_wrong_layout_or_no_package_says_what_was_expected(tmp_path):
+    junk = tarball(tmp_path / "junk.tar.gz", {"README": b"x"})
+    with pytest.raises(ImageBuildError, match="not an openGauss package.*found: README"):
+        inspect(junk)
+    with pytest.raises(ImageBuildError, match="no such file"):
+        inspect(tmp_path / "nope.tar.gz")
+    with pytest.raises(ImageBuildError, match="CMLAB_OPENGAUSS_PACKAGE"):
+        inspect(None)

@@ -207,3 +207,9 @@ def test_a_wrong_layout_or_no_package_says_what_was_expected(tmp_path):
         inspect(tmp_path / "nope.tar.gz")
     with pytest.raises(ImageBuildError, match="CMLAB_OPENGAUSS_PACKAGE"):
         inspect(None)
+
+
+def test_a_bad_package_in_the_topology_is_refused_before_anything_starts(tmp_path):
+    junk = tarball(tmp_path / "junk.tar.gz", {"README": b"x"})
+    with pytest.raises(TopologyError, match="parameters.package: .*not an openGauss package"):
+        loads(nodes(3) + f"parameters: {{package: {junk}}}", REG, source="cm.yaml")

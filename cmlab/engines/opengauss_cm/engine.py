@@ -12,6 +12,7 @@ so ``cmlab up`` stops at the image build with a message saying so.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from cmlab.engines.base import (ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess, NodeRole,
@@ -19,7 +20,8 @@ from cmlab.engines.base import (ClusterState, ContainerSpec, Engine, FileSpec, I
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.engines.opengauss_cm.query import CmQuery, parse
-from cmlab.errors import EngineError, Issue
+from cmlab.engines.opengauss_cm.package import inspect as inspect_package
+from cmlab.errors import EngineError, ImageBuildError, Issue
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
 
@@ -78,6 +80,11 @@ class OpenGaussCm(Engine):
             elif disks[name].nodes and set(disks[name].nodes) != names:
                 issues.append(Issue(f"parameters.{key}", f"disk '{name}' must be on every node (CM needs the same device everywhere)",
                                     "drop its nodes: list"))
+        if p.package:
+            try:
+                inspect_package(Path(p.package), Path(p.cm_package) if p.cm_package else None, p.package_sha256, p.cm_package_sha256)
+            except ImageBuildError as exc:
+                issues.append(Issue("parameters.package", str(exc), "point it at the openGauss release package or install tree"))
         if p.dn_arbitrate_mode == "share_disk" and not (p.voting_disk and p.share_disk):
             issues.append(Issue("parameters.dn_arbitrate_mode", "share_disk mode needs a voting disk and a share disk",
                                 "set voting_disk and share_disk to block disks of disks:"))

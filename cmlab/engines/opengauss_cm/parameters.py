@@ -17,6 +17,10 @@ Scalar = str | int | float | bool
 class CmParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    package: str | None = Field(default=None, description="the All package, the server package or an install tree (CMLAB_OPENGAUSS_PACKAGE otherwise)")
+    package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 the package must have")
+    cm_package: str | None = Field(default=None, description="the CM package, when the server package comes alone")
+    cm_package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     primary: str | None = Field(default=None, description="the node whose DN starts as primary (default: the first database node)")
     cascade_standbys: list[str] = Field(default_factory=list, description="database nodes whose DN is a cascade standby")
     sync_num: int = Field(default=1, ge=0, description="dataNode1_syncNum: synchronous standbys")

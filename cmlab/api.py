@@ -157,14 +157,16 @@ class Lab:
 
         :raises ImageBuildError: the build failed.
         """
-        return ImageBuilder(self.client, self.progress).engine(self.engine.recipe).tag
+        inputs = self.engine.build_inputs(self.plan)
+        return ImageBuilder(self.client, self.progress).engine(self.engine.recipe, inputs).tag
 
-    def up(self) -> LabStatus:
+    def up(self, wait: bool = True) -> LabStatus | None:
         """Create and start the lab, then wait until it is ready (one primary,
         healthy nodes, the VIP on the primary). Idempotent: a lab already up
         with the same plan is only waited for.
 
-        :returns: the ready lab's status.
+        :param wait: False: return once the containers run, without waiting.
+        :returns: the ready lab's status (None when not waiting).
         :raises LabError: a lab of that name runs with another plan, or
             creation failed (what was created is removed).
         :raises WaitTimeout: not ready within the engine's start deadline; the
@@ -184,6 +186,8 @@ class Lab:
             complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
             if not complete:
                 self._create(image, router_image)
+        if not wait:
+            return None
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
             try:
                 return self.wait_ready(self.timing.start_s)

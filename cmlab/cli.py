@@ -107,15 +107,17 @@ def build(progress: Progress, topology: str) -> None:
 
 
 @main.command()
+@click.option("--no-wait", is_flag=True, help="Return once the containers run, without waiting for a ready cluster.")
 @click.argument("topology", type=click.Path(dir_okay=False))
 @click.pass_obj
 @_friendly
-def up(progress: Progress, topology: str) -> None:
+def up(progress: Progress, no_wait: bool, topology: str) -> None:
     """Bring a lab up from a topology file and wait until it is ready."""
     t0 = time.monotonic()
     lab = api.Lab.from_topology(topology, progress=progress)
-    status = lab.up()
-    _print_status(status)
+    status = lab.up(wait=not no_wait)
+    if status is not None:
+        _print_status(status)
     out.print(f"lab '{lab.plan.name}' is up in {time.monotonic() - t0:.1f} s; `cmlab down {lab.plan.name}` removes it")
 
 

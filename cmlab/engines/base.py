@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 from cmlab.errors import Issue
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cmlab.topology.plan import LabPlan, NodePlan
     from cmlab.topology.schema import Topology
 
@@ -153,6 +155,20 @@ class NodeAccess(Protocol):
 
 
 @dataclass(frozen=True)
+class BuildInputs:
+    """Files an engine adds to its image's build context (the user's packages).
+
+    :param files: name in the build context -> file or directory on this host.
+    :param args: Docker build arguments.
+    :param digest: a hash of the inputs, part of the image's content-hash tag.
+    """
+
+    files: dict[str, "Path"] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict)
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class ImageRecipe:
     """An engine image: a folder under ``images/`` with a Dockerfile that
     starts ``FROM ${BASE_IMAGE}`` (the Debian base cmlab bootstraps)."""
@@ -202,6 +218,13 @@ class Engine(ABC):
     @abstractmethod
     def container(self, plan: "LabPlan", node: "NodePlan") -> ContainerSpec:
         """What the node's container runs and the configuration it is given."""
+
+    def build_inputs(self, plan: "LabPlan") -> BuildInputs:
+        """What the image needs beyond its recipe folder (default: nothing).
+
+        :raises ImageBuildError: the inputs are missing or wrong.
+        """
+        return BuildInputs()
 
     def start_groups(self, plan: "LabPlan") -> list[list["NodePlan"]]:
         """The order in which node containers start: each group starts after

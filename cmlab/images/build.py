@@ -14,6 +14,7 @@ Builds hold a file lock, so parallel test workers build once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ import docker
 from docker.errors import ImageNotFound
 from filelock import FileLock
 
-from cmlab.engines.base import ImageRecipe
+from cmlab.engines.base import BuildInputs, ImageRecipe
 from cmlab.errors import ImageBuildError
 from cmlab.images import debian
 from cmlab.progress import Progress, Quiet
@@ -85,8 +86,10 @@ class ImageBuilder:
         base = self.root / "base"
         return f"cmlab/base:{_hash(folder_digest(base), debian.SUITE, *debian.sources())}"
 
-    def engine_tag(self, recipe: ImageRecipe) -> str:
-        return f"cmlab/{recipe.name}:{_hash(self.base_tag(), folder_digest(self.root / recipe.folder))}"
+    def engine_tag(self, recipe: ImageRecipe, inputs: BuildInputs | None = None) -> str:
+        inputs = inputs or BuildInputs()
+        extra = (inputs.digest, json.dumps(inputs.args, sort_keys=True)) if inputs.files or inputs.args else ()
+        return f"cmlab/{recipe.name}:{_hash(self.base_tag(), folder_digest(self.root / recipe.folder), *extra)}"
 
     def _exists(self, tag: str) -> bool:
         try:
@@ -173,13 +176,15 @@ class ImageBuilder:
         if proc.wait(timeout=BUILD_TIMEOUT_S) != 0:
             raise ImageBuildError(f"{argv[0]} failed (exit {proc.returncode}); last lines:\n" + "\n".join(tail))
 
-    def engine(self, recipe: ImageRecipe) -> BuiltImage:
+    def engine(self, recipe: ImageRecipe, inputs: BuildInputs | None = None) -> BuiltImage:
         """The engine's image (building the base first if needed).
 
+        :param inputs: files the engine adds to the build context (the user's packages).
         :raises ImageBuildError: the recipe is missing or its build fails; the
             message holds the last lines of the build output.
         """
-        tag = self.engine_tag(recipe)
+        inputs = inputs or BuildInputs()
+        tag = self.engine_tag(recipe, inputs)
         if self._exists(tag):
             return BuiltImage(tag, cached=True)
         base = self.base().tag
@@ -190,10 +195,19 @@ class ImageBuilder:
             if not (folder / "Dockerfile").is_file():
                 note = (folder / "README.md").read_text().strip() if (folder / "README.md").is_file() else ""
                 raise ImageBuildError(f"engine image '{recipe.name}' has no recipe yet (no {folder}/Dockerfile)" + (f": {note}" if note else ""))
-            with self.progress.step(f"building {tag}"):
+            with self.progress.step(f"building {tag}"), tempfile.TemporaryDirectory(prefix="cmlab-build-") as tmp:
+                context = Path(tmp) / "context"
+                shutil.copytree(folder, context)
+                for name, source in inputs.files.items():
+                    target = context / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if source.is_dir():
+                        shutil.copytree(source, target, symlinks=True)
+                    else:
+                        shutil.copy2(source, target)
                 tail: list[str] = []
                 stream = self.client.api.build(
-                    path=str(folder), tag=tag, buildargs={"BASE_IMAGE": base},
+                    path=str(context), tag=tag, buildargs={"BASE_IMAGE": base, **inputs.args},
                     # Host networking: the build's apt-get reaches the same mirror as the host.
                     network_mode="host", rm=True, forcerm=True, decode=True,
                     labels={LABEL: recipe.name, "cmlab.base": base}, timeout=BUILD_TIMEOUT_S,

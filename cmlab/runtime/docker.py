@@ -33,6 +33,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
+from cmlab.progress import log
 from cmlab.runtime.netns import ContainerNetns, local_addresses
 from cmlab.runtime import labels as L
 from cmlab.topology.plan import PREFIX, LabPlan, NodePlan
@@ -56,6 +57,34 @@ class Removed:
     @property
     def total(self) -> int:
         return self.containers + self.networks + self.volumes + self.loop_devices
+
+
+def daemon_hard_limit(name: str) -> int | None:
+    """The Docker daemon's hard limit for ``name`` (``nofile`` only), which a
+    container cannot exceed; None when it cannot be read (not on this host)."""
+    if name != "nofile":
+        return None
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "dockerd":
+                continue
+            for line in (comm.parent / "limits").read_text().splitlines():
+                if line.startswith("Max open files"):
+                    return int(line.split()[4])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _ulimits(spec: ContainerSpec, container: str) -> list[Ulimit] | None:
+    out = []
+    for name, (soft, hard) in spec.ulimits.items():
+        cap = daemon_hard_limit(name)
+        if cap is not None and hard > cap:
+            log.warning("%s: the Docker daemon allows %s=%d at most; lowering the engine's %d", container, name, cap, hard)
+            soft, hard = min(soft, cap), cap
+        out.append(Ulimit(name=name, soft=soft, hard=hard))
+    return out or None
 
 
 def disk_volume(plan: LabPlan, disk: str) -> str:
@@ -202,7 +231,7 @@ class DockerRuntime:
             image, command=spec.command, entrypoint=ENTRYPOINT, name=node.container, hostname=node.name,
             labels=self._labels(plan, "node", **{L.NODE: node.name, L.AZ: node.az, L.PLAN: plan.to_json()}),
             environment=env, cap_add=cap_add or None, sysctls=spec.sysctls or None,
-            ulimits=[Ulimit(name=k, soft=s, hard=h) for k, (s, h) in spec.ulimits.items()] or None,
+            ulimits=_ulimits(spec, node.container),
             security_opt=spec.security_opt or None, mounts=mounts, devices=device_rules or None, stop_signal="SIGTERM",
             network=az.network,
             networking_config={az.network: self.client.api.create_endpoint_config(ipv4_address=str(node.address))},

@@ -2,26 +2,28 @@
 cm_agent, cm_server, cm_ctl), one container per node, as the community CM
 image runs it (../shared/reference/opengauss-cm.md §1).
 
-Status of this engine: the topology rules, the generated configuration
-(cluster XML, conf overrides, cm_resource.json) and the reading of
-``cm_ctl query -Cvidp`` are done and tested; the image recipe built from the
-user's openGauss packages and the in-container start sequence are not yet,
-so ``cmlab up`` stops at the image build with a message saying so.
+Status: the topology rules, the generated configuration (cluster XML, conf
+overrides, cm_resource.json), the reading of ``cm_ctl query -Cvidp``, the
+checked build inputs, the image recipe and the start sequence are done; the
+recipe and the start sequence are tested with a synthetic package whose
+stand-in executables only record their calls, not yet with real packages.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
 
-from cmlab.engines.base import (ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess, NodeRole,
-                                NodeState, Timing)
+from cmlab.engines.base import (BuildInputs, ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess,
+                                NodeRole, NodeState, Timing)
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.engines.opengauss_cm.query import CmQuery, parse
 from cmlab.engines.opengauss_cm.package import inspect as inspect_package
 from cmlab.errors import EngineError, ImageBuildError, Issue
+from cmlab.images.build import folder_digest
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
 
@@ -30,6 +32,8 @@ MAX_STANDBYS = 8
 _ROLES = {"Primary": NodeRole.primary, "Standby": NodeRole.standby, "Main Standby": NodeRole.standby,
           "Cascade Standby": NodeRole.cascade_standby, "Down": NodeRole.down}
 OMM_UID = 70  # the community image's omm user (uid/gid 70)
+#: Lab password of the database (and of omm), as GS_PASSWORD sets both in the community image.
+PASSWORD = "Cmlab@123"
 
 
 class OpenGaussCm(Engine):
@@ -90,6 +94,20 @@ class OpenGaussCm(Engine):
                                 "set voting_disk and share_disk to block disks of disks:"))
         return issues
 
+    def build_inputs(self, plan: LabPlan) -> BuildInputs:
+        """The user's package (``parameters.package`` or CMLAB_OPENGAUSS_PACKAGE),
+        checked, as the build context's ``inputs/`` (see images/opengauss-cm)."""
+        p = CmParameters.model_validate(plan.parameters)
+        given = p.package or os.environ.get("CMLAB_OPENGAUSS_PACKAGE")
+        found = inspect_package(Path(given) if given else None, Path(p.cm_package) if p.cm_package else None,
+                                p.package_sha256, p.cm_package_sha256)
+        if found.kind == "tree":
+            return BuildInputs({"inputs/tree": found.paths[0]}, {"CMLAB_INPUT_KIND": "tree"}, folder_digest(found.paths[0]))
+        if found.kind == "all":
+            return BuildInputs({"inputs/package.tar": found.paths[0]}, {"CMLAB_INPUT_KIND": "all"}, found.digest)
+        return BuildInputs({"inputs/server.tar": found.paths[0], "inputs/cm.tar": found.paths[1]},
+                           {"CMLAB_INPUT_KIND": "separate"}, found.digest)
+
     def container(self, plan: LabPlan, node: NodePlan) -> ContainerSpec:
         p = CmParameters.model_validate(plan.parameters)
         files = {config.CLUSTER_XML: FileSpec(config.cluster_xml(plan, p), uid=OMM_UID, gid=OMM_UID)}
@@ -99,7 +117,11 @@ class OpenGaussCm(Engine):
         commands = "\n".join(" ".join(_shell(a) for a in argv) for argv in config.set_commands(plan, p, node.name))
         files["/etc/cmlab/cm-set.sh"] = FileSpec(commands + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
         return ContainerSpec(
-            env={"CMLAB_CM_NODE_ID": str(config.node_id(plan, node.name))},
+            command=["/usr/local/bin/cmlab-cm-start"],
+            env={"CMLAB_CM_NODE_ID": str(config.node_id(plan, node.name)),
+                 "CMLAB_CM_DATABASE": "1" if node.has(Role.database) else "0",
+                 "CMLAB_CM_DN_PORT": str(p.dn_port), "CMLAB_CM_PORT": str(p.cm_server_port),
+                 "GS_PASSWORD": PASSWORD},
             files=files,
             volumes={"/var/lib/opengauss": "opengauss"},
             # The community image's run settings (opengauss-cm.md §1 "docker run flags").
@@ -119,7 +141,7 @@ class OpenGaussCm(Engine):
 
     def dsn(self, plan: LabPlan, host: str) -> str:
         p = CmParameters.model_validate(plan.parameters)
-        return f"host={host} port={p.dn_port} user=cmlab password=Cmlab@123 dbname=postgres"
+        return f"host={host} port={p.dn_port} user=cmlab password={PASSWORD} dbname=postgres"
 
     # ---- observation through cm_ctl ------------------------------------------------------
 

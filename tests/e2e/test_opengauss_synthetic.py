@@ -1,0 +1,113 @@
+"""The opengauss-cm image and start sequence, with a SYNTHETIC package.
+
+The package built here is not openGauss: its executables are stand-ins that
+only record how they were called (and create the few files the next step
+reads). It exists to test cmlab's recipe (unpacking the All package's inner
+tarballs) and the start sequence (gs_initdb, gs_om generateconf, cm_ctl set
+for the node's own id, the VIP resources, om_monitor kept alive), and is used
+for nothing else. The real CM is tested when CMLAB_OPENGAUSS_PACKAGE points
+at real packages (issue 6's e2e suite, still to come).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cmlab.api import Lab
+from cmlab.engines.opengauss_cm import config
+from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.wait import wait_for
+
+from .conftest import ROOT, assert_lab_gone
+
+pytestmark = pytest.mark.docker
+
+RECORD = '#!/bin/sh\necho "$(basename "$0") $*" >> /var/lib/opengauss/calls.log\n'
+STANDINS = {
+    "server": {
+        "bin/gaussdb": RECORD, "bin/gs_ctl": RECORD,
+        "bin/gs_initdb": RECORD + 'while [ $# -gt 0 ]; do [ "$1" = -D ] && mkdir -p "$2" && touch "$2/PG_VERSION"; shift; done\n',
+    },
+    "cm": {
+        "bin/cm_ctl": RECORD, "bin/cm_agent": RECORD, "bin/cm_server": RECORD,
+        "bin/om_monitor": RECORD + "exec sleep 100000\n",
+        "share/config/cm_agent.conf.sample": "agent_heartbeat_timeout = 5\n",
+        "share/config/cm_server.conf.sample": "instance_heartbeat_timeout = 6\n",
+    },
+    "om": {
+        "script/gs_om": RECORD + 'mkdir -p "$GPHOME/script/static_config_files"\n'
+                         'touch "$GPHOME/script/static_config_files/cluster_static_config_$(hostname)"\n',
+    },
+}
+
+
+def _tar(members: dict[str, str], mode: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def synthetic_all_package(path: Path) -> Path:
+    inner = {
+        "openGauss-Server-0.0.0-synthetic.tar.bz2": _tar(STANDINS["server"], "w:bz2"),
+        "openGauss-CM-0.0.0-synthetic.tar.gz": _tar(STANDINS["cm"], "w:gz"),
+        "openGauss-OM-0.0.0-synthetic.tar.gz": _tar(STANDINS["om"], "w:gz"),
+    }
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in inner.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def lab(docker_client, tmp_path):
+    package = synthetic_all_package(tmp_path / "openGauss-All-0.0.0-synthetic.tar.gz")
+    data = yaml.safe_load((ROOT / "topologies" / "opengauss-1az.yaml").read_text())
+    data.update(name="e2e-cm-synth")
+    data["parameters"]["package"] = str(package)
+    path = tmp_path / "cm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    lab = Lab.from_topology(path, allocate=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
+        assert_lab_gone(lab)
+
+
+def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_order(lab: Lab):
+    lab.up(wait=False)
+    p = CmParameters.model_validate(lab.plan.parameters)
+
+    def calls(node: str) -> list[str]:
+        _, out = lab.exec(node, ["cat", "/var/lib/opengauss/calls.log"])
+        return [line for line in out.splitlines() if line and not line.startswith("cat:")]
+
+    for node in lab.plan.nodes:
+        seen, _ = wait_for(lambda: calls(node.name), lambda c: any(x.startswith("om_monitor") for x in c), 60, 0.5,
+                           f"om_monitor started on {node.name}")
+        names = [c.split()[0] for c in seen]
+        n_set = len(config.set_commands(lab.plan, p, node.name))
+        assert names[:3 + n_set] == ["gs_initdb", "gs_om", *(["cm_ctl"] * n_set), "om_monitor"][:3 + n_set], seen
+        assert seen[0] == f"gs_initdb -D {config.DN_DIR} --nodename={node.name} -w Cmlab@123"
+        assert seen[1] == "gs_om -t generateconf -X /home/omm/cluster.xml"
+        nid = str(config.node_id(lab.plan, node.name))
+        assert all(c.endswith(f"-n {nid}") for c in seen[2:2 + n_set]), "cm_ctl set must name the node's own id"
+        code, out = lab.exec(node.name, ["cat", f"{config.CM_DIR}/cm_agent/cm_resource.json"])
+        assert code == 0 and '"resources_type": "VIP"' in out
+        code, out = lab.exec(node.name, ["stat", "-c", "%U", f"{config.CM_DIR}/cm_agent/cm_resource.json"])
+        assert out.strip() == "omm"
+    code, out = lab.exec("og1", ["cat", "/etc/cmlab/packages.txt"])
+    assert "input: All package (openGauss-Server-0.0.0-synthetic.tar.bz2" in out

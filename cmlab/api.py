@@ -190,10 +190,13 @@ class Lab:
             return None
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
             try:
-                return self.wait_ready(self.timing.start_s)
+                status = self.wait_ready(self.timing.start_s)
             except WaitTimeout as exc:
                 raise WaitTimeout(f"{exc}\nthe lab is left up for inspection (`cmlab status {self.plan.name}`, "
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
+        assert status.primary is not None
+        self.engine.prepare_clients(self.plan, self.runtime.access(self.plan), status.primary)
+        return status
 
     def _create(self, image: str, router_image: str) -> None:
         """Create and start every object of the lab; on failure remove what was made."""

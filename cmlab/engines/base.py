@@ -191,6 +191,8 @@ class Engine(ABC):
     #: ``{"database": "postgres", "agent": "patroni", "arbiter": "etcd"}``.
     processes: ClassVar[dict[str, str]]
     recipe: ClassVar[ImageRecipe]
+    #: SQL expression with which a database node names itself in the probes' rows.
+    node_identity_sql: ClassVar[str] = "current_setting('cmlab.node', true)"
 
     def resolve_parameters(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
         """Validate ``parameters:`` and fill in defaults.
@@ -236,6 +238,10 @@ class Engine(ABC):
         """Runs once every container has started, before the wait for a ready
         cluster (e.g. per-node ``cm_ctl set -n <id>`` where CM would use ssh).
         Default: nothing."""
+
+    def prepare_clients(self, plan: "LabPlan", access: NodeAccess, primary: str) -> None:
+        """Runs once the cluster is first ready: make what clients (the probes)
+        need, e.g. a SQL user and its access rules. Default: nothing."""
 
     @abstractmethod
     def timing(self, plan: "LabPlan") -> Timing:

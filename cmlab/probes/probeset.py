@@ -37,10 +37,10 @@ class ProbeSet:
         self.plan = plan
         self.cadence = cadence
         access = runtime.access(plan)
-        self.writers = [Writer(engine.dsn(plan, str(v.address)), f"vip:{v.name}", cadence.write_interval_s, create_table=False)
-                        for v in plan.vips]
-        self.writers += [Writer(engine.dsn(plan, str(n.address)), f"node:{n.name}", cadence.write_interval_s, create_table=False)
-                         for n in plan.nodes_with(Role.database)]
+        targets = [(f"vip:{v.name}", str(v.address)) for v in plan.vips]
+        targets += [(f"node:{n.name}", str(n.address)) for n in plan.nodes_with(Role.database)]
+        self.writers = [Writer(engine.dsn(plan, host), name, cadence.write_interval_s, create_table=False,
+                               node_identity=engine.node_identity_sql) for name, host in targets]
         self.vip_watch = VipWatch(plan, runtime)
         self.leader = leader_observer(engine, plan, access, cadence.fast_interval_s)
         self.vips = vip_observer(self.vip_watch, cadence.fast_interval_s)

@@ -36,9 +36,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 TABLE = "cmlab_writes"
 CREATE = f"CREATE TABLE IF NOT EXISTS {TABLE} (writer text NOT NULL, seq bigint NOT NULL, node text, PRIMARY KEY (writer, seq))"
-#: The server names itself through the custom setting cmlab.node, which
-#: engines set on each database node; '' where they do not.
-INSERT = f"INSERT INTO {TABLE} (writer, seq, node) VALUES (%s, %s, current_setting('cmlab.node', true)) RETURNING node"
+#: How the server names itself in the row (the engine may give another SQL
+#: expression: :attr:`cmlab.engines.base.Engine.node_identity_sql`).
+NODE_IDENTITY = "current_setting('cmlab.node', true)"
+
+
+def insert_sql(node_identity: str = NODE_IDENTITY) -> str:
+    return f"INSERT INTO {TABLE} (writer, seq, node) VALUES (%s, %s, {node_identity}) RETURNING node"
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,13 @@ class Writer:
     :param connect_timeout_s: deadline of one connection attempt, seconds.
     :param op_timeout_s: deadline of one insert, seconds.
     :param create_table: create the table on each new connection.
+    :param node_identity: SQL expression naming the server (the engine's).
     """
 
     def __init__(self, dsn: str, name: str = "w1", interval_s: float = 0.02,
-                 connect_timeout_s: float = 0.5, op_timeout_s: float = 1.0, create_table: bool = True) -> None:
+                 connect_timeout_s: float = 0.5, op_timeout_s: float = 1.0, create_table: bool = True,
+                 node_identity: str = NODE_IDENTITY) -> None:
+        self._insert = insert_sql(node_identity)
         self.dsn = dsn
         self.name = name
         self.interval_s = interval_s
@@ -176,7 +183,7 @@ class Writer:
                     conn = self._connect()
                 requested = True
                 with watchdog.deadline(conn.pgconn.socket, self.op_timeout_s):
-                    row = conn.execute(INSERT, (self.name, seq), prepare=True).fetchone()
+                    row = conn.execute(self._insert, (self.name, seq), prepare=True).fetchone()
                 self.writes.append(Write(seq, sent, time.monotonic(), node=(row[0] if row else None) or None))
             except (psycopg.Error, OSError) as exc:
                 # The server answered with an error (a standby: read-only): the write

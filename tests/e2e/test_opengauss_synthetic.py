@@ -111,3 +111,15 @@ def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_
         assert out.strip() == "omm"
     code, out = lab.exec("og1", ["cat", "/etc/cmlab/packages.txt"])
     assert "input: All package (openGauss-Server-0.0.0-synthetic.tar.bz2" in out
+
+
+def test_omm_login_environment_finds_the_cm_tools(lab: Lab):
+    """The engine runs cm_ctl and gsql as omm through its login profile."""
+    from cmlab.engines.opengauss_cm.engine import as_omm
+
+    lab.up(wait=False)
+    wait_for(lambda: lab.exec("og1", ["test", "-e", "/home/omm/.cmlab-env"])[0], lambda c: c == 0, 60, 0.5, "omm's environment")
+    code, out = lab.exec("og1", as_omm(["cm_ctl", "query", "-Cvidp"]))
+    assert code == 0, out
+    _, calls = lab.exec("og1", ["cat", "/var/lib/opengauss/calls.log"])
+    assert "cm_ctl query -Cvidp" in calls

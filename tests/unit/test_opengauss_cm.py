@@ -213,3 +213,12 @@ def test_a_bad_package_in_the_topology_is_refused_before_anything_starts(tmp_pat
     junk = tarball(tmp_path / "junk.tar.gz", {"README": b"x"})
     with pytest.raises(TopologyError, match="parameters.package: .*not an openGauss package"):
         loads(nodes(3) + f"parameters: {{package: {junk}}}", REG, source="cm.yaml")
+
+
+def test_the_probes_get_a_user_and_md5_rules_for_every_az():
+    plan = load(ROOT / "topologies" / "opengauss-3az.yaml", REG)
+    per_node, sql = config.client_setup(plan, CmParameters.model_validate(plan.parameters), "pw")
+    flat = [" ".join(c) for c in per_node]
+    assert any("password_encryption_type=1" in c for c in flat)
+    assert sum(" md5" in c for c in flat) == 3
+    assert sql == ["CREATE USER cmlab WITH SYSADMIN PASSWORD 'pw'"]

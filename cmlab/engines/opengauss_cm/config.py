@@ -176,3 +176,21 @@ def resource_json(plan: LabPlan, p: CmParameters) -> str | None:
                      for d in database_nodes(plan, p) if d.az == v.az]
         resources.append({"name": f"VIP_{v.az}", "resources_type": "VIP", "instances": instances, "float_ip": str(v.address)})
     return json.dumps({"resources": resources}, indent=2) + "\n"
+
+
+#: The probes' SQL user (the initial user may not log in remotely in openGauss).
+CLIENT_USER = "cmlab"
+
+
+def client_setup(plan: LabPlan, p: CmParameters, password: str) -> tuple[list[list[str]], list[str]]:
+    """What the probes need: ``(per-DN-node commands, SQL on the primary)``.
+
+    Stock libpq (psycopg) does not speak openGauss's sha256 authentication, so
+    passwords are also stored as md5 (``password_encryption_type=1``) and the
+    lab subnets get an md5 rule (inferred from the openGauss docs on
+    password_encryption_type and gs_guc -h; to confirm with real packages).
+    """
+    per_node = [["gs_guc", "reload", "-D", DN_DIR, "-c", "password_encryption_type=1"]]
+    per_node += [["gs_guc", "reload", "-D", DN_DIR, "-h", f"host all {CLIENT_USER} {a.subnet} md5"] for a in plan.azs]
+    sql = [f"CREATE USER {CLIENT_USER} WITH SYSADMIN PASSWORD '{password}'"]
+    return per_node, sql

@@ -42,6 +42,8 @@ class OpenGaussCm(Engine):
     Parameters = CmParameters
     processes = {"database": "gaussdb", "agent": "cm_agent", "arbiter": "cm_server", "monitor": "om_monitor"}
     recipe = ImageRecipe(name="opengauss-cm", folder="opengauss-cm")
+    #: The DN's node name (gs_initdb --nodename); openGauss has no two-argument current_setting.
+    node_identity_sql = "pgxc_node_str()"
 
     def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:
         p = CmParameters.model_validate(params)
@@ -131,6 +133,20 @@ class OpenGaussCm(Engine):
             cap_add=["NET_ADMIN", "NET_RAW"],  # CM moves the VIP with ifconfig/ip and arping (§5)
         )
 
+    def prepare_clients(self, plan: LabPlan, access: NodeAccess, primary: str) -> None:
+        """The probes' SQL user and md5 access rules (see :func:`config.client_setup`)."""
+        p = CmParameters.model_validate(plan.parameters)
+        per_node, sql = config.client_setup(plan, p, PASSWORD)
+        for node in plan.nodes_with(Role.database):
+            for argv in per_node:
+                code, out = access.exec(node, as_omm(argv))
+                if code != 0:
+                    raise EngineError(f"{node.name}: {' '.join(argv)} failed: {out.strip()[-300:]}")
+        for statement in sql:
+            code, out = access.exec(plan.node(primary), as_omm(["gsql", "-d", "postgres", "-p", str(p.dn_port), "-c", statement]))
+            if code != 0 and "already exists" not in out:
+                raise EngineError(f"{primary}: {statement.split(' PASSWORD')[0]} failed: {out.strip()[-300:]}")
+
     def timing(self, plan: LabPlan) -> Timing:
         p = CmParameters.model_validate(plan.parameters)
         # Node loss: instance_heartbeat_timeout, about 6 arbitration rounds of ~1 s, the
@@ -141,7 +157,7 @@ class OpenGaussCm(Engine):
 
     def dsn(self, plan: LabPlan, host: str) -> str:
         p = CmParameters.model_validate(plan.parameters)
-        return f"host={host} port={p.dn_port} user=cmlab password={PASSWORD} dbname=postgres"
+        return f"host={host} port={p.dn_port} user={config.CLIENT_USER} password={PASSWORD} dbname=postgres"
 
     # ---- observation through cm_ctl ------------------------------------------------------
 
@@ -154,7 +170,7 @@ class OpenGaussCm(Engine):
         for node in plan.nodes:
             if not access.running(node):
                 continue
-            code, out = access.exec(node, ["cm_ctl", "query", "-Cvidp"], user="omm")
+            code, out = access.exec(node, as_omm(["cm_ctl", "query", "-Cvidp"]))
             q = parse(out)
             if q.connected and code == 0:
                 return q
@@ -199,6 +215,12 @@ class OpenGaussCm(Engine):
         except EngineError:
             return None
         return primary.node if primary else None
+
+
+def as_omm(argv: list[str]) -> list[str]:
+    """Run ``argv`` as omm with the openGauss environment (its login profile,
+    written by cmlab-cm-start)."""
+    return ["runuser", "-u", "omm", "--", "bash", "-lc", " ".join(_shell(a) for a in argv)]
 
 
 def _shell(arg: str) -> str:

@@ -151,7 +151,8 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         history = probes.stop()
         nemesis.heal()
     t0, t1 = history.meta["probe_window"]
-    history.events = [e for e in events.read() if t0 <= e.get("t", 0) <= t1]
+    recorded = events.read() + lab.engine.collect_events(lab.plan, lab.runtime.access(lab.plan))
+    history.events = sorted((e for e in recorded if t0 <= e.get("t", 0) <= t1), key=lambda e: e["t"])
     stored: set[tuple[str, int]] = set()
     if final:
         stored = stored_writes(lab.dsn(final))

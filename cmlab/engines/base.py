@@ -239,6 +239,12 @@ class Engine(ABC):
         cluster (e.g. per-node ``cm_ctl set -n <id>`` where CM would use ssh).
         Default: nothing."""
 
+    def collect_events(self, plan: "LabPlan", access: NodeAccess) -> list[dict[str, Any]]:
+        """Events the manager itself recorded (CM's event triggers), each with
+        ``event``, ``t`` (seconds, the host's monotonic clock) and ``node``.
+        Default: none."""
+        return []
+
     def prepare_clients(self, plan: "LabPlan", access: NodeAccess, primary: str) -> None:
         """Runs once the cluster is first ready: make what clients (the probes)
         need, e.g. a SQL user and its access rules. Default: nothing."""

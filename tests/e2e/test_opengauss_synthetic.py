@@ -123,3 +123,18 @@ def test_omm_login_environment_finds_the_cm_tools(lab: Lab):
     assert code == 0, out
     _, calls = lab.exec("og1", ["cat", "/var/lib/opengauss/calls.log"])
     assert "cm_ctl query -Cvidp" in calls
+
+
+def test_cm_event_triggers_reach_the_trial_history(lab: Lab):
+    """An event script, as cm_agent would run it, is read back by the engine
+    with a time on the host's clock."""
+    import time
+
+    lab.up(wait=False)
+    t0 = time.monotonic()
+    code, out = lab.exec("og2", ["/usr/local/opengauss/cmlab/events/on_failover.sh", "6002"], user="omm")
+    assert code == 0, out
+    events = lab.engine.collect_events(lab.plan, lab.runtime.access(lab.plan))
+    mine = [e for e in events if e["event"] == "cm-on_failover"]
+    assert len(mine) == 1 and mine[0]["node"] == "og2" and mine[0]["args"] == "6002"
+    assert abs(mine[0]["t"] - t0) < 5, "the event's time is on the host's monotonic clock"

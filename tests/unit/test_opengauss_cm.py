@@ -222,3 +222,13 @@ def test_the_probes_get_a_user_and_md5_rules_for_every_az():
     assert any("password_encryption_type=1" in c for c in flat)
     assert sum(" md5" in c for c in flat) == 3
     assert sql == ["CREATE USER cmlab WITH SYSADMIN PASSWORD 'pw'"]
+
+
+def test_event_triggers_are_compact_json_of_absolute_paths():
+    import json
+
+    value = config.event_triggers()
+    assert " " not in value and len(value) <= 1024
+    assert all(path.startswith("/") and path.endswith(".sh") for path in json.loads(value).values())
+    scripts = ROOT / "images" / "opengauss-cm" / "events"
+    assert {f"{config.EVENTS_DIR}/{p.name}" for p in scripts.glob("*.sh")} == set(json.loads(value).values())

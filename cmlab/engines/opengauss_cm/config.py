@@ -125,7 +125,22 @@ def agent_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
     }
     if p.voting_disk:
         out["voting_disk_path"] = _disk_path(plan, p.voting_disk)
+    if p.event_triggers:
+        out["event_triggers"] = event_triggers()
     return {**out, **p.cm_agent}
+
+
+EVENTS_DIR = "/usr/local/opengauss/cmlab/events"
+EVENTS_FILE = "/var/lib/opengauss/cmlab-events.jsonl"
+
+
+def event_triggers() -> str:
+    """cm_agent's ``event_triggers``: JSON without spaces, at most 1024
+    characters, every script an existing absolute path (opengauss-cm.md §6)."""
+    value = json.dumps({e: f"{EVENTS_DIR}/{e}.sh" for e in ("on_start", "on_stop", "on_failover", "on_switchover")},
+                       separators=(",", ":"))
+    assert len(value) <= 1024
+    return value
 
 
 def server_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
@@ -154,12 +169,15 @@ def set_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     single quotes: ``-k log_dir="'/x'"`` in the shell, ``log_dir='/x'`` here)."""
     nid = str(node_id(plan, node))
 
-    def value(v: object) -> str:
-        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else f"'{v}'"
+    def value(key: str, v: object) -> str:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        # event_triggers is JSON, written bare in cm_agent参数.md's example; other strings get inner quotes.
+        return str(v) if key == "event_triggers" else f"'{v}'"
 
-    cmds = [["cm_ctl", "set", "--param", "--agent", "-k", f"{k}={value(v)}", "-n", nid] for k, v in agent_overrides(plan, p).items()]
+    cmds = [["cm_ctl", "set", "--param", "--agent", "-k", f"{k}={value(k, v)}", "-n", nid] for k, v in agent_overrides(plan, p).items()]
     if plan.node(node).has(Role.quorum):
-        cmds += [["cm_ctl", "set", "--param", "--server", "-k", f"{k}={value(v)}", "-n", nid]
+        cmds += [["cm_ctl", "set", "--param", "--server", "-k", f"{k}={value(k, v)}", "-n", nid]
                  for k, v in server_overrides(plan, p).items()]
     return cmds
 

@@ -11,6 +11,7 @@ stand-in executables only record their calls, not yet with real packages.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -132,6 +133,22 @@ class OpenGaussCm(Engine):
             ulimits={"nofile": (1000000, 1000000)},
             cap_add=["NET_ADMIN", "NET_RAW"],  # CM moves the VIP with ifconfig/ip and arping (§5)
         )
+
+    def collect_events(self, plan: LabPlan, access: NodeAccess) -> list[dict[str, Any]]:
+        """The event-trigger lines of every running node (see images/opengauss-cm/events/)."""
+        out: list[dict[str, Any]] = []
+        for node in plan.nodes:
+            if not access.running(node):
+                continue
+            code, text = access.exec(node, ["cat", config.EVENTS_FILE])
+            if code != 0:
+                continue
+            for line in text.splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
 
     def prepare_clients(self, plan: LabPlan, access: NodeAccess, primary: str) -> None:
         """The probes' SQL user and md5 access rules (see :func:`config.client_setup`)."""

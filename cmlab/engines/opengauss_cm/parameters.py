@@ -37,5 +37,6 @@ class CmParameters(BaseModel):
     disk_timeout: int = Field(default=200, ge=1, description="voting-disk heartbeat timeout, seconds")
     cluster_starting_aribt_delay: int = Field(default=180, ge=0, description="seconds cm_server waits for the static primary at start (CM spells it 'aribt')")
     enable_e2e_rto: bool = False
+    event_triggers: bool = Field(default=True, description="record CM's on_start/on_stop/on_failover/on_switchover in the trials' history")
     cm_agent: dict[str, Scalar] = Field(default_factory=dict, description="more cm_agent.conf overrides")
     cm_server: dict[str, Scalar] = Field(default_factory=dict, description="more cm_server.conf overrides")

@@ -3,6 +3,7 @@ cm_ctl set --param --agent -k "enable_fence_dn='off'" -n 2
 cm_ctl set --param --agent -k "enable_ssl='off'" -n 2
 cm_ctl set --param --agent -k disk_timeout=200 -n 2
 cm_ctl set --param --agent -k "voting_disk_path='/dev/cmlab-voting'" -n 2
+cm_ctl set --param --agent -k 'event_triggers={"on_start":"/usr/local/opengauss/cmlab/events/on_start.sh","on_stop":"/usr/local/opengauss/cmlab/events/on_stop.sh","on_failover":"/usr/local/opengauss/cmlab/events/on_failover.sh","on_switchover":"/usr/local/opengauss/cmlab/events/on_switchover.sh"}' -n 2
 cm_ctl set --param --server -k instance_heartbeat_timeout=6 -n 2
 cm_ctl set --param --server -k cmserver_ha_heartbeat_timeout=6 -n 2
 cm_ctl set --param --server -k "dn_arbitrate_mode='share_disk'" -n 2

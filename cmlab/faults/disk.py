@@ -39,49 +39,60 @@ def device_of(ctx: FaultContext, name: str) -> str:
     return device
 
 
-@dataclass(frozen=True)
-class DiskReadOnly(Fault):
-    kind: ClassVar[str] = "disk-readonly"
+class _DeviceFault(Fault):
+    """A fault that sets a state of the disk's loop device, and undoes it."""
+
     requires: ClassVar[frozenset[str]] = LOOP
+    disk: str
+
+    def set(self, device: str, on: bool) -> None:
+        raise NotImplementedError
+
+    def is_set(self, device: str) -> bool:
+        raise NotImplementedError
+
+    def apply(self, ctx: FaultContext) -> None:
+        self.set(device_of(ctx, self.disk), True)
+
+    def undo(self, ctx: FaultContext) -> None:
+        try:
+            self.set(device_of(ctx, self.disk), False)
+        except FaultError:
+            pass
+
+    def observe(self, ctx: FaultContext) -> bool | None:
+        return self.is_set(device_of(ctx, self.disk))
+
+
+@dataclass(frozen=True)
+class DiskReadOnly(_DeviceFault):
+    kind: ClassVar[str] = "disk-readonly"
     disk: str
 
     def describe(self) -> str:
         return f"disk {self.disk} read-only"
 
-    def apply(self, ctx: FaultContext) -> None:
-        disks.set_read_only(device_of(ctx, self.disk), True)
+    def set(self, device: str, on: bool) -> None:
+        disks.set_read_only(device, on)
 
-    def undo(self, ctx: FaultContext) -> None:
-        try:
-            disks.set_read_only(device_of(ctx, self.disk), False)
-        except FaultError:
-            pass
-
-    def observe(self, ctx: FaultContext) -> bool | None:
-        return disks.read_only(device_of(ctx, self.disk))
+    def is_set(self, device: str) -> bool:
+        return disks.read_only(device)
 
 
 @dataclass(frozen=True)
-class DiskDetach(Fault):
+class DiskDetach(_DeviceFault):
     kind: ClassVar[str] = "disk-detach"
-    requires: ClassVar[frozenset[str]] = LOOP
     disk: str
 
     def describe(self) -> str:
         return f"disk {self.disk} detached (every I/O fails)"
 
-    def apply(self, ctx: FaultContext) -> None:
-        # One sector left: a size limit of 0 means "the whole file" to the kernel.
-        disks.set_size_limit(device_of(ctx, self.disk), 512)
+    def set(self, device: str, on: bool) -> None:
+        # One sector left when detached: a size limit of 0 means "the whole file" to the kernel.
+        disks.set_size_limit(device, 512 if on else 0)
 
-    def undo(self, ctx: FaultContext) -> None:
-        try:
-            disks.set_size_limit(device_of(ctx, self.disk), 0)
-        except FaultError:
-            pass
-
-    def observe(self, ctx: FaultContext) -> bool | None:
-        return disks.size_bytes(device_of(ctx, self.disk)) <= 512
+    def is_set(self, device: str) -> bool:
+        return disks.size_bytes(device) <= 512
 
 
 @dataclass(frozen=True)

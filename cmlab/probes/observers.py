@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from cmlab.engines.base import Engine, NodeAccess, NodeState
 from cmlab.errors import FaultError
 from cmlab.runtime.docker import DockerRuntime
-from cmlab.runtime.netns import ContainerNetns, local_addresses
+from cmlab.runtime.netns import ContainerNetns, holds_address
 from cmlab.topology.plan import LabPlan
 
 T = TypeVar("T")
@@ -119,7 +119,7 @@ class VipWatch:
             except FaultError:
                 return False
         try:
-            return address in local_addresses(cached[0].pid)
+            return holds_address(cached[0].pid, address)
         except OSError:
             self._drop(node)
             return False

@@ -66,14 +66,16 @@ class Write:
 
 class Watchdog:
     """Shuts down the socket of a call that overran its deadline. One thread
-    serves every writer, asleep until the earliest deadline."""
+    serves every writer and looks every ``TICK_S`` seconds (deadlines are a
+    second long, so a tenth of a second late is fine, and arming a deadline
+    costs no wake-up)."""
 
+    TICK_S = 0.1
     _shared: "Watchdog | None" = None
     _shared_lock = threading.Lock()
 
     def __init__(self) -> None:
         self._armed: dict[int, tuple[float, int]] = {}
-        self._cond = threading.Condition()
         threading.Thread(target=self._run, name="writer-watchdog", daemon=True).start()
 
     @classmethod
@@ -86,28 +88,22 @@ class Watchdog:
     @contextmanager
     def deadline(self, fd: int, seconds: float) -> Iterator[None]:
         key = threading.get_ident()
-        with self._cond:
-            self._armed[key] = (time.monotonic() + seconds, fd)
-            self._cond.notify()
+        self._armed[key] = (time.monotonic() + seconds, fd)  # one dict store: atomic under the GIL
         try:
             yield
         finally:
-            with self._cond:
-                self._armed.pop(key, None)
+            self._armed.pop(key, None)
 
     def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                for key, (at, fd) in list(self._armed.items()):
-                    if at <= now:
-                        del self._armed[key]
-                        with suppress(OSError):
-                            s = socket.socket(fileno=os.dup(fd))
-                            s.shutdown(socket.SHUT_RDWR)
-                            s.close()
-                wait = min((at for at, _ in self._armed.values()), default=now + 60) - now
-                self._cond.wait(max(wait, 0.001))
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            for key, (at, fd) in list(self._armed.items()):
+                if at <= now and self._armed.pop(key, None) is not None:
+                    with suppress(OSError):
+                        s = socket.socket(fileno=os.dup(fd))
+                        s.shutdown(socket.SHUT_RDWR)
+                        s.close()
 
 
 class Writer:

@@ -94,6 +94,24 @@ def local_addresses(pid: int) -> set[str]:
     return found
 
 
+def holds_address(pid: int, address: str) -> bool:
+    """Whether ``address`` is local to the namespace of ``pid`` (a cheaper
+    :func:`local_addresses` for one address: observers ask every 20 ms).
+
+    :raises OSError: the process is gone.
+    """
+    with open(f"/proc/{pid}/net/fib_trie") as f:
+        text = f.read()
+    needle = f"|-- {address}\n"
+    at = text.find(needle)
+    while at >= 0:
+        following = text[at + len(needle):].lstrip(" ")
+        if following.startswith("/32 host LOCAL"):
+            return True
+        at = text.find(needle, at + 1)
+    return False
+
+
 @contextmanager
 def host_rtnl() -> Iterator[IPRoute]:
     ipr = IPRoute()

@@ -46,7 +46,7 @@ def wait_for_running_lab(runtime: DockerRuntime, name: str, proc: subprocess.Pop
     wait_for(running, lambda n: n == 3, 180, 0.5, f"lab {name} running")
 
 
-def test_a_killed_run_leaves_a_lab_that_reap_removes_completely(docker_client, tmp_path):
+def test_a_killed_run_leaves_a_lab_that_the_next_run_reaps_completely(docker_client, tmp_path):
     runtime = DockerRuntime(docker_client)
     proc = start_hanging_run(tmp_path, "e2e-crashed")
     try:
@@ -55,9 +55,14 @@ def test_a_killed_run_leaves_a_lab_that_reap_removes_completely(docker_client, t
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert runtime.leftovers("e2e-crashed")["containers"], "the killed run should have left its lab"
-    result = subprocess.run([sys.executable, "-m", "cmlab.cli", "reap"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "removed lab 'e2e-crashed'" in result.stdout
+    # The next test run (any suite using the plugin) reaps it when it starts.
+    (tmp_path / "next").mkdir()
+    (tmp_path / "next" / "test_next.py").write_text("def test_nothing_to_do():\n    assert True\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                             str(tmp_path / "next")], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reaped lab 'e2e-crashed'" in result.stdout + result.stderr
     assert runtime.leftovers("e2e-crashed") == EMPTY
 
 

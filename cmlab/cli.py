@@ -443,15 +443,21 @@ def scenarios() -> None:
 @LAB_OPTION
 @click.option("-n", "--trials", type=int, default=1, show_default=True, help="How many trials.")
 @click.option("--fresh", is_flag=True, help="A fresh lab for each trial (down and up between trials).")
+@click.option("--write-ms", type=float, default=20, show_default=True, help="Writers' cadence, milliseconds.")
+@click.option("--fast-ms", type=float, default=20, show_default=True, help="Leader and VIP observers' cadence, milliseconds.")
+@click.option("--role-ms", type=float, default=200, show_default=True, help="Role observers' cadence, milliseconds.")
 @click.argument("scenario")
 @_friendly
-def run(lab: str | None, trials: int, fresh: bool, scenario: str) -> None:
-    """Run a failover SCENARIO on a lab, N times; print the summary and where the reports are."""
+def run(lab: str | None, trials: int, fresh: bool, write_ms: float, fast_ms: float, role_ms: float, scenario: str) -> None:
+    """Run a failover SCENARIO on a lab, N times; print the summary and where the reports are.
+    Slower cadences cost the probes less CPU and lower the resolution (reported)."""
+    from cmlab.probes.probeset import Cadence
     from cmlab.scenarios import get
     from cmlab.trials import run_scenario
 
     sc = get(scenario)
-    result = run_scenario(api.Lab.attach(_lab_name(lab)), sc, trials, fresh)
+    cadence = Cadence(write_ms / 1000, fast_ms / 1000, role_ms / 1000)
+    result = run_scenario(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence)
     _print_run(json.loads((result.directory / "report.json").read_text()))
     out.print(f"reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
 

@@ -224,8 +224,3 @@ class ImageBuilder:
     def router(self) -> BuiltImage:
         """The AZ router runs the base image (it needs only the kernel's forwarding)."""
         return self.base()
-
-    def packages(self, tag: str) -> list[str]:
-        """``package=version`` lines recorded in an image."""
-        out = self.client.containers.run(tag, ["cat", "/etc/cmlab/packages.txt"], remove=True, entrypoint=[])
-        return out.decode().split()

@@ -103,7 +103,7 @@ class Lab:
     @classmethod
     def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None,
                       owner: dict[str, str] | None = None, name: str | None = None, engine: str | None = None,
-                      allocate: bool = False) -> "Lab":
+                      allocate: bool = False, parameters: dict[str, Any] | None = None) -> "Lab":
         """Read and resolve a topology file against this host's Docker networks.
 
         :param owner: owner labels (:func:`cmlab.owner.current`) for a lab that
@@ -112,6 +112,8 @@ class Lab:
         :param engine: an engine instead of the file's.
         :param allocate: ignore the file's subnets and addresses and allocate
             free ones (a copy of an example beside a lab of it).
+        :param parameters: ``parameters:`` keys that win over the file's (the
+            command line's ``--set``), checked as if written there.
         :raises TopologyError: the file cannot be used (nothing is created).
         :raises DockerUnavailable: Docker cannot be reached.
         """
@@ -123,6 +125,7 @@ class Lab:
             data = {**data, **({"name": name} if name else {}), **({"engine": engine} if engine else {})}
             if allocate:
                 data = resolve.without_addresses(data)
+            data = resolve.with_parameters(data, parameters)
 
         def replan(taken: list) -> LabPlan:
             return resolve.plan_data(data, str(path), positions, registry, taken)
@@ -263,6 +266,11 @@ class Lab:
             if sorted(holders.get(vip.name, [])) != want:
                 return f"VIP {vip.name} ({vip.address}) is on {holders.get(vip.name) or 'no node'}, wanted on {want or 'no node'}"
         return ""
+
+    def diagnostics(self) -> dict[str, str]:
+        """The manager's own account of the cluster (``cm_ctl query``/``show``,
+        Patroni's /cluster): title -> text, as its tools print it."""
+        return self.engine.diagnostics(self.plan, self.runtime.access(self.plan))
 
     def wait_ready(self, deadline_s: float) -> LabStatus:
         """Wait until :meth:`status` says ready.

@@ -67,12 +67,24 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = Progress(err, verbose=verbose)
 
 
+_SET = click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                    help="A `parameters:` key, winning over the file's (e.g. --set package=/path/openGauss-All.tar.gz).")
+
+
+def _parameters(assignments: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return resolve.parse_assignments(assignments)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+
+
 @main.command()
 @click.argument("topology", type=click.Path(dir_okay=False))
+@_SET
 @_friendly
-def validate(topology: str) -> None:
+def validate(topology: str, assignments: tuple[str, ...]) -> None:
     """Check a topology file without touching Docker."""
-    plan = resolve.load(topology, default_registry())
+    plan = resolve.load(topology, default_registry(), parameters=_parameters(assignments))
     out.print(f"{topology}: valid ({plan.engine}, {len(plan.nodes)} nodes, {len(plan.azs)} AZ, {len(plan.vips)} VIP)")
 
 
@@ -98,23 +110,25 @@ def engines() -> None:
 
 @main.command()
 @click.argument("topology", type=click.Path(dir_okay=False))
+@_SET
 @click.pass_obj
 @_friendly
-def build(progress: Progress, topology: str) -> None:
+def build(progress: Progress, topology: str, assignments: tuple[str, ...]) -> None:
     """Build (or find) the images a topology needs."""
-    lab = api.Lab.from_topology(topology, progress=progress)
+    lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
     out.print(lab.build())
 
 
 @main.command()
 @click.option("--no-wait", is_flag=True, help="Return once the containers run, without waiting for a ready cluster.")
 @click.argument("topology", type=click.Path(dir_okay=False))
+@_SET
 @click.pass_obj
 @_friendly
-def up(progress: Progress, no_wait: bool, topology: str) -> None:
+def up(progress: Progress, no_wait: bool, topology: str, assignments: tuple[str, ...]) -> None:
     """Bring a lab up from a topology file and wait until it is ready."""
     t0 = time.monotonic()
-    lab = api.Lab.from_topology(topology, progress=progress)
+    lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
     status = lab.up(wait=not no_wait)
     if status is not None:
         _print_status(status)
@@ -137,14 +151,23 @@ def down(lab: str | None, all_labs: bool) -> None:
 @main.command()
 @click.argument("lab", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--manager", is_flag=True, help="Also print the manager's own account (cm_ctl query and show; Patroni's /cluster).")
 @_friendly
-def status(lab: str | None, as_json: bool) -> None:
+def status(lab: str | None, as_json: bool, manager: bool) -> None:
     """Show each node's role, lag, health and VIPs."""
-    st = api.Lab.attach(_lab_name(lab)).status()
+    the_lab = api.Lab.attach(_lab_name(lab))
+    st = the_lab.status()
     if as_json:
-        click.echo(api.status_json(st))
-    else:
-        _print_status(st)
+        doc = json.loads(api.status_json(st))
+        if manager:
+            doc["manager"] = the_lab.diagnostics()
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_status(st)
+    if manager:
+        for title, text in the_lab.diagnostics().items():
+            out.rule(title)
+            out.print(text, markup=False, highlight=False)
 
 
 def _print_status(st: api.LabStatus) -> None:
@@ -279,11 +302,12 @@ def loss(lab: str | None, seed: int | None, percent: float, direction: str, peer
 @LAB_OPTION
 @SEED_OPTION
 @click.option("--rate", required=True, help="tc rate, e.g. 1mbit.")
+@click.option("--direction", type=click.Choice(["egress", "ingress", "both"]), default="egress", show_default=True)
 @click.argument("target")
 @_friendly
-def bandwidth(lab: str | None, seed: int | None, rate: str, target: str) -> None:
-    """Limit what TARGET sends (tbf)."""
-    _apply(lab, seed, lambda n: n.bandwidth(target, rate))
+def bandwidth(lab: str | None, seed: int | None, rate: str, direction: str, target: str) -> None:
+    """Limit what TARGET sends, receives or both (tbf; ingress on the host side of its links)."""
+    _apply(lab, seed, lambda n: n.bandwidth(target, rate, direction))
 
 
 @fault.command()

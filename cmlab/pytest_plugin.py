@@ -212,8 +212,9 @@ def cmlab_results(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 def forensics(lab: Lab, nodeid: str) -> Path:
     """Write what a person needs to understand a failed test on ``lab``:
-    status, active faults, each node's nftables and qdiscs, the event log and
-    the containers' logs. Returns the bundle's directory."""
+    status, the manager's own account (``cm_ctl query``/``show``, Patroni's
+    /cluster), active faults, each node's nftables and qdiscs, the event log
+    and the containers' logs. Returns the bundle's directory."""
     from cmlab.events import EventLog
     from cmlab.runtime.netns import ContainerNetns
     from cmlab.state import results_dir
@@ -233,6 +234,11 @@ def forensics(lab: Lab, nodeid: str) -> Path:
         (bundle / "faults.json").write_text(json.dumps([{**r, "observed": seen} for r, seen in lab.nemesis().active()], indent=2))
     except Exception as exc:  # noqa: BLE001
         (bundle / "faults.json").write_text(json.dumps({"error": str(exc)}))
+    try:
+        manager = lab.diagnostics()
+        (bundle / "manager.txt").write_text("".join(f"# {title}\n{text.rstrip()}\n\n" for title, text in manager.items()))
+    except Exception as exc:  # noqa: BLE001
+        (bundle / "manager.txt").write_text(f"manager's account unavailable: {exc}\n")
     events = EventLog.of_lab(lab.plan.name)
     if events.path.exists():
         (bundle / "events.jsonl").write_text(events.path.read_text())

@@ -135,7 +135,7 @@ def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetr
                 for w in acked if (w.writer, w.seq) not in stored]
 
     cadence = h.meta.get("cadence", {})
-    resolution = max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0))
+    resolution = max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0))
     return TrialMetrics(
         scenario=str(h.meta.get("scenario", "")), old_primary=old, new_primary=new, failover=failover,
         t_fault=t_fault, t_heal=t_heal,

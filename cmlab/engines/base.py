@@ -9,7 +9,13 @@ engine for:
 * its image recipe (:attr:`Engine.recipe`, a folder under ``images/``);
 * what each node's container runs (:meth:`Engine.container`);
 * its timing (:meth:`Engine.timing`), from which every wait derives its deadline;
-* how to read the cluster's roles and health (:meth:`Engine.observe`);
+* how to read the cluster's roles and health (:meth:`Engine.observe`), the
+  leader (:meth:`Engine.leader`) and one node's own view (:meth:`Engine.observe_node`);
+  for the probes' cheap 20 ms readings, optionally the same as HTTP readings
+  (:meth:`Engine.leader_reading`, :meth:`Engine.role_reading`) or as one
+  snapshot with a pace of its own (:meth:`Engine.snapshot_reader`,
+  :attr:`Engine.min_reading_interval_s`);
+* the manager's own account for people (:meth:`Engine.diagnostics`);
 * the names of its processes by duty (:attr:`Engine.processes`), so that a
   fault can target "the database" or "the agent" on any engine;
 * how a client connects (:meth:`Engine.dsn`).
@@ -20,6 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -136,6 +143,11 @@ class ContainerSpec:
 class NodeAccess(Protocol):
     """How an engine reaches the nodes of a running lab (supplied by the runtime)."""
 
+    def http_get(self, node: "NodePlan", port: int, path: str, timeout_s: float) -> tuple[int, bytes]:
+        """GET ``http://<node address>:<port><path>``: ``(status, body)``.
+        Raises ``OSError`` when the node does not answer."""
+        ...
+
     def http_json(self, node: "NodePlan", port: int, path: str, timeout_s: float) -> Any:
         """GET ``http://<node address>:<port><path>`` and decode JSON.
         Raises ``OSError`` (or a subclass) when the node does not answer."""
@@ -161,20 +173,74 @@ class BuildInputs:
     :param files: name in the build context -> file or directory on this host.
     :param args: Docker build arguments.
     :param digest: a hash of the inputs, part of the image's content-hash tag.
+    :param base_image: an image of the user's to build on (``BASE_IMAGE``)
+        instead of cmlab's Debian base; it must be here already (no registry
+        is assumed). The recipe still gets cmlab's base as ``CMLAB_BASE``.
     """
 
     files: dict[str, "Path"] = field(default_factory=dict)
     args: dict[str, str] = field(default_factory=dict)
     digest: str = ""
+    base_image: str | None = None
 
 
 @dataclass(frozen=True)
 class ImageRecipe:
     """An engine image: a folder under ``images/`` with a Dockerfile that
-    starts ``FROM ${BASE_IMAGE}`` (the Debian base cmlab bootstraps)."""
+    starts ``FROM ${BASE_IMAGE}`` (the Debian base cmlab bootstraps, unless
+    the engine's :class:`BuildInputs` name another; cmlab's base is then
+    ``CMLAB_BASE``, to copy tini and cmlab-init from)."""
 
     name: str
     folder: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The manager's leader (None: it names none) and every node's state,
+    from one reading (:meth:`Engine.snapshot_reader`)."""
+
+    leader: str | None
+    nodes: tuple[NodeState, ...]
+
+
+@dataclass(frozen=True)
+class HttpReading:
+    """A reading taken with one GET, tried on each endpoint in turn until one
+    answers: what lets the probes take a reading every 20 ms without a thread
+    of its own (:class:`cmlab.probes.http_poller.HttpPoller`), and the
+    engine take the same reading the blocking way (:meth:`take`).
+
+    :param endpoints: ``(node, port)`` pairs, in order.
+    :param path: the request's path and query.
+    :param timeout_s: deadline per endpoint, seconds.
+    :param parse: ``(status, body) -> value``; raises ``ValueError`` when the
+        answer does not count (the next endpoint is asked).
+    :param failure: the message when no endpoint answered.
+    :param unanswered: the value the probes record when no endpoint answered
+        (None: the error ``failure``).
+    """
+
+    endpoints: tuple[tuple["NodePlan", int], ...]
+    path: str
+    timeout_s: float
+    parse: Callable[[int, bytes], Any]
+    failure: str
+    unanswered: Callable[[], Any] | None = None
+
+    def take(self, access: NodeAccess) -> Any:
+        """The value from the first endpoint that answers.
+
+        :raises EngineError: none answered (``failure``).
+        """
+        from cmlab.errors import EngineError
+
+        for node, port in self.endpoints:
+            try:
+                return self.parse(*access.http_get(node, port, self.path, self.timeout_s))
+            except (OSError, ValueError):
+                continue
+        raise EngineError(self.failure)
 
 
 class Engine(ABC):
@@ -266,10 +332,42 @@ class Engine(ABC):
         not "none"). The measurement layer polls it: the manager's *detection*
         of a lost primary is the moment it stops naming it."""
 
+    #: The shortest interval at which the probes may take this engine's
+    #: readings, seconds (0: the probes' own cadence). An engine whose every
+    #: reading is a ``docker exec`` sets it, and says what one costs.
+    min_reading_interval_s: ClassVar[float] = 0.0
+
+    def snapshot_reader(self, plan: "LabPlan", access: NodeAccess) -> Callable[[], Snapshot] | None:
+        """A function giving the leader and every node's state from one
+        reading, for an engine whose readings all ask the same tool (CM: one
+        ``cm_ctl query``); the probes then take one reading where they would
+        take a leader and a role per node. It raises :class:`EngineError` when
+        the tool cannot be asked. Default: None (leader and roles are read apart)."""
+        return None
+
+    def leader_reading(self, plan: "LabPlan") -> HttpReading | None:
+        """:meth:`leader` as one HTTP GET, when the manager's store speaks HTTP
+        (etcd); the probes then read it every 20 ms on their shared loop
+        instead of a thread of its own. Default: None (:meth:`leader` is polled)."""
+        return None
+
+    def role_reading(self, plan: "LabPlan", node: "NodePlan") -> HttpReading | None:
+        """:meth:`observe_node` as one HTTP GET (a :class:`NodeState`), when the
+        node's manager speaks HTTP (Patroni's REST API); the probes then take it
+        on their shared loop. Default: None (:meth:`observe_node` is polled)."""
+        return None
+
     @abstractmethod
     def observe_node(self, plan: "LabPlan", node: "NodePlan", access: NodeAccess) -> NodeState:
         """One node's own view of itself (role, health, and on a primary its
         followers). Never raises: an unreachable node is ``unknown``."""
+
+    def diagnostics(self, plan: "LabPlan", access: NodeAccess) -> dict[str, str]:
+        """The manager's own account of the cluster, as its tools print it
+        (title -> text), for a person reading a failed test or ``cmlab status
+        --manager``. Never raises: a tool that fails gives its error as text.
+        Default: nothing."""
+        return {}
 
     def repair(self, plan: "LabPlan", access: NodeAccess, node: str) -> None:
         """Bring a node that stays unhealthy back (rebuild it from the primary),

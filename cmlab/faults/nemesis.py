@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 import random
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ from cmlab.faults import targets
 from cmlab.faults.base import Fault, FaultContext
 from cmlab.faults.host import require
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
-                                  remove_qdiscs, set_links)
+                                  remove_host_qdiscs, remove_qdiscs, set_links)
 from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
 from cmlab.faults.process import Crash, Freeze, Kill, Pause, Restart, Stop
 from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_address, vip_of
@@ -124,8 +126,9 @@ class Nemesis:
     def loss(self, spec: str, percent: float, direction: str = "egress", peers: str | None = None) -> Loss:
         return Loss(self._nodes(spec), percent, direction, self._nodes(peers) if peers else ())
 
-    def bandwidth(self, spec: str, rate: str) -> Bandwidth:
-        return Bandwidth(self._nodes(spec), rate)
+    def bandwidth(self, spec: str, rate: str, direction: str = "egress") -> Bandwidth:
+        """``rate`` in tc units (``1mbit``); ``direction``: egress, ingress or both."""
+        return Bandwidth(self._nodes(spec), rate, direction=direction)
 
     def delay(self, spec: str, ms: float, jitter_ms: float = 0) -> Delay:
         return Delay(self._nodes(spec), ms, jitter_ms)
@@ -269,6 +272,7 @@ class Nemesis:
             except FaultError:
                 return  # not running: nothing of ours in it
             for step in (lambda: delete_table(ns), lambda: remove_qdiscs(ns),
+                         lambda: remove_host_qdiscs([peer for _, _, peer in ns.interfaces() if peer]),
                          lambda: set_links([peer for _, _, peer in ns.interfaces() if peer], "up")):
                 with suppress(FaultError):
                     step()
@@ -293,26 +297,35 @@ class Nemesis:
     def flap_vip(self, vip: str | None, node: str, period_s: float, duration_s: float) -> int:
         """Toggle the VIP on ``node`` every ``period_s`` seconds for ``duration_s``
         seconds, then leave it as it was. Returns the number of toggles.
-        Blocks for ``duration_s`` seconds."""
+        Blocks for ``duration_s`` seconds (:meth:`start_vip_flap` does not)."""
+        flap = self.start_vip_flap(vip, node, period_s, duration_s)
+        return flap.wait(duration_s + 10 * period_s + 10)
+
+    def start_vip_flap(self, vip: str | None, node: str, period_s: float, duration_s: float) -> "VipFlap":
+        """VIP churn in the background (a thread of this process): toggle the
+        VIP on ``node`` every ``period_s`` seconds for ``duration_s`` seconds
+        (or until :meth:`VipFlap.stop`), then leave it as it was. The event log
+        gets fault-applied now and fault-healed when it ends.
+
+        :raises FaultError: an unknown VIP or node, or the host cannot set addresses.
+        """
         name = self._vip_name(vip)
         target = self._one(node)
         v = vip_of(self.ctx, name)
         require(VipDuplicate.requires, "vip-flap")
         had = holds(self.ctx, target, v)
-        self.events.append("fault-applied", key=f"vip_flap_{name}_{target}", kind="vip-flap",
+        key = f"vip_flap_{name}_{target}"
+        self.events.append("fault-applied", key=key, kind="vip-flap",
                            params={"vip": name, "node": target, "period_s": period_s, "duration_s": duration_s})
-        deadline = time.monotonic() + duration_s
-        present, toggles = had, 0
-        try:
-            while time.monotonic() < deadline:
-                present = not present
-                set_address(self.ctx, target, v, present)
-                toggles += 1
-                time.sleep(max(0.0, min(period_s, deadline - time.monotonic())))
-        finally:
+
+        def toggle(present: bool) -> None:
+            set_address(self.ctx, target, v, present)
+
+        def done(toggles: int) -> None:
             set_address(self.ctx, target, v, had)
-            self.events.append("fault-healed", key=f"vip_flap_{name}_{target}", kind="vip-flap", toggles=toggles)
-        return toggles
+            self.events.append("fault-healed", key=key, kind="vip-flap", toggles=toggles)
+
+        return VipFlap(had, period_s, duration_s, toggle, done)
 
     # ---- the record --------------------------------------------------------------------------
 
@@ -331,3 +344,61 @@ def _partition(g: grudges.Grudge, clients: bool = False) -> Partition:
     if not g:
         raise FaultError("the partition cuts nothing")
     return Partition(tuple((n, tuple(sorted(d))) for n, d in sorted(g.items())), clients)
+
+
+class VipFlap:
+    """A VIP flapping in a background thread (:meth:`Nemesis.start_vip_flap`);
+    a context manager that stops it on exit.
+
+    :param toggle: sets the address present (True) or absent.
+    :param done: puts it back as it was and records the end; called once.
+    """
+
+    def __init__(self, had: bool, period_s: float, duration_s: float,
+                 toggle: Callable[[bool], None], done: Callable[[int], None]) -> None:
+        self.toggles = 0
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._had, self._period_s, self._deadline = had, period_s, time.monotonic() + duration_s
+        self._toggle, self._done = toggle, done
+        self._thread = threading.Thread(target=self._run, name="vip-flap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        present = self._had
+        try:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                present = not present
+                self._toggle(present)
+                self.toggles += 1
+                self._stop.wait(max(0.0, min(self._period_s, self._deadline - time.monotonic())))
+        except Exception as exc:  # noqa: BLE001 - kept for wait() to raise in the caller
+            self.error = exc
+        finally:
+            try:
+                self._done(self.toggles)
+            except Exception as exc:  # noqa: BLE001
+                self.error = self.error or exc
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """End the flapping now, the VIP as it was; returns the number of toggles."""
+        self._stop.set()
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait (at most ``timeout_s`` seconds) for the flapping to end; returns the toggles.
+
+        :raises FaultError: it did not end in time, or a toggle failed (the cause).
+        """
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise FaultError(f"the VIP flap did not end within {timeout_s} s")
+        if self.error is not None:
+            raise FaultError(f"the VIP flap failed: {self.error}") from self.error
+        return self.toggles
+
+    def __enter__(self) -> "VipFlap":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

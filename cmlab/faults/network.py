@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -190,37 +190,66 @@ class Loss(_ChainFault):
 
 
 class _QdiscFault(Fault):
-    """A root qdisc with cmlab's handle on every interface of some nodes (egress)."""
+    """A root qdisc with cmlab's handle on every interface of some nodes:
+    inside their namespaces for what they send (egress), and on the host side
+    of their veth links for what they receive (ingress: the host's egress
+    into the container, so no ifb device is needed)."""
 
     nodes: tuple[str, ...]
 
     def qdisc(self) -> tuple[str, dict]:
         raise NotImplementedError
 
+    @property
+    def _directions(self) -> tuple[str, ...]:
+        d = getattr(self, "direction", "egress")
+        return ("egress", "ingress") if d == "both" else (d,)
+
     def apply(self, ctx: FaultContext) -> None:
         kind, args = self.qdisc()
         for node in self.nodes:
             ns = ctx.netns(node)
-            with ns.rtnl() as ipr:
-                for index, _, _ in ns.interfaces():
-                    try:
-                        ipr.tc("replace", kind, index, handle=QDISC_HANDLE, **args)
-                    except NetlinkError as exc:
-                        if exc.code == 2:  # ENOENT: the kernel has no such qdisc
-                            raise Unsupported(f"this host's kernel has no '{kind}' qdisc (sch_{kind}): {self.kind} is unavailable here") from None
-                        raise FaultError(f"{node}: tc {kind} failed: {exc}") from None
+            if "egress" in self._directions:
+                with ns.rtnl() as ipr:
+                    for index, _, _ in ns.interfaces():
+                        self._replace(ipr, node, kind, index, args)
+            if "ingress" in self._directions:
+                with host_rtnl() as ipr:
+                    for _, _, peer in ns.interfaces():
+                        if peer:
+                            self._replace(ipr, node, kind, peer, args)
+
+    def _replace(self, ipr: Any, node: str, kind: str, index: int, args: dict) -> None:
+        try:
+            ipr.tc("replace", kind, index, handle=QDISC_HANDLE, **args)
+        except NetlinkError as exc:
+            if exc.code == 2:  # ENOENT: the kernel has no such qdisc
+                raise Unsupported(f"this host's kernel has no '{kind}' qdisc (sch_{kind}): {self.kind} is unavailable here") from None
+            raise FaultError(f"{node}: tc {kind} failed: {exc}") from None
 
     def undo(self, ctx: FaultContext) -> None:
         for node in self.nodes:
             try:
-                remove_qdiscs(ctx.netns(node))
+                ns = ctx.netns(node)
+                remove_qdiscs(ns)
+                remove_host_qdiscs([peer for _, _, peer in ns.interfaces() if peer])
             except FaultError:
                 continue
 
     def observe(self, ctx: FaultContext) -> bool | None:
         kind, _ = self.qdisc()
         try:
-            return all(qdisc_kinds(ctx.netns(n)).get(kind, False) for n in self.nodes)
+            for n in self.nodes:
+                ns = ctx.netns(n)
+                if "egress" in self._directions and not qdisc_kinds(ns).get(kind, False):
+                    return False
+                if "ingress" in self._directions:
+                    peers = [peer for _, _, peer in ns.interfaces() if peer]
+                    with host_rtnl() as ipr:
+                        ours = {q["index"] for q in ipr.get_qdiscs() if q["handle"] == QDISC_HANDLE and q.get_attr("TCA_KIND") == kind}
+                    if not peers or not set(peers) <= ours:
+                        return False
+            return True
         except FaultError:
             return False
 
@@ -229,6 +258,20 @@ def qdisc_kinds(ns: ContainerNetns) -> dict[str, bool]:
     """Kinds of cmlab's root qdiscs in a namespace."""
     with ns.rtnl() as ipr:
         return {q.get_attr("TCA_KIND"): True for q in ipr.get_qdiscs() if q["handle"] == QDISC_HANDLE}
+
+
+def remove_host_qdiscs(indexes: list[int]) -> None:
+    """Delete cmlab's root qdiscs on these host-side links (and no other qdisc)."""
+    if not indexes:
+        return
+    with host_rtnl() as ipr:
+        for q in ipr.get_qdiscs():
+            if q["handle"] == QDISC_HANDLE and q["index"] in indexes:
+                try:
+                    ipr.tc("del", index=q["index"], handle=QDISC_HANDLE, parent=0xFFFFFFFF)
+                except NetlinkError as exc:
+                    if exc.code != 2:
+                        raise FaultError(f"cannot delete qdisc on host link {q['index']}: {exc}") from None
 
 
 def remove_qdiscs(ns: ContainerNetns) -> None:
@@ -245,11 +288,13 @@ def remove_qdiscs(ns: ContainerNetns) -> None:
 
 @dataclass(frozen=True)
 class Bandwidth(_QdiscFault):
-    """Limit what the nodes send to ``rate`` (tbf).
+    """Limit what the nodes send (egress), receive (ingress) or both to
+    ``rate`` (tbf; ingress on the host side of their links).
 
     :param rate: tc units, e.g. ``"1mbit"``, ``"500kbit"``.
     :param burst_bytes: bucket size, bytes.
     :param latency_ms: longest a packet may queue, milliseconds.
+    :param direction: ``egress``, ``ingress`` or ``both``.
     """
 
     kind: ClassVar[str] = "bandwidth"
@@ -258,9 +303,14 @@ class Bandwidth(_QdiscFault):
     rate: str
     burst_bytes: int = 32768
     latency_ms: int = 100
+    direction: str = "egress"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("egress", "ingress", "both"):
+            raise FaultError(f"bandwidth direction '{self.direction}': use egress, ingress or both")
 
     def describe(self) -> str:
-        return f"bandwidth {self.rate} egress on {','.join(self.nodes)}"
+        return f"bandwidth {self.rate} {self.direction} on {','.join(self.nodes)}"
 
     def qdisc(self) -> tuple[str, dict]:
         return "tbf", {"rate": self.rate, "burst": self.burst_bytes, "latency": f"{self.latency_ms}ms"}

@@ -89,7 +89,26 @@ class ImageBuilder:
     def engine_tag(self, recipe: ImageRecipe, inputs: BuildInputs | None = None) -> str:
         inputs = inputs or BuildInputs()
         extra = (inputs.digest, json.dumps(inputs.args, sort_keys=True)) if inputs.files or inputs.args else ()
+        if inputs.base_image:
+            extra += (inputs.base_image, self._image_id(inputs.base_image))  # a new image under the same name: a new build
         return f"cmlab/{recipe.name}:{_hash(self.base_tag(), folder_digest(self.root / recipe.folder), *extra)}"
+
+    def _image_id(self, tag: str) -> str:
+        try:
+            return str(self.client.images.get(tag).id)
+        except ImageNotFound:
+            return "absent"
+
+    def users_base(self, tag: str) -> str:
+        """An engine's base image of the user's (``BuildInputs.base_image``): it
+        must be here; cmlab assumes no registry and pulls nothing.
+
+        :raises ImageBuildError: it is not here, saying how to get it here.
+        """
+        if not self._exists(tag):
+            raise ImageBuildError(f"base_image {tag} is not on this Docker engine; `docker pull {tag}` where a registry "
+                                  "is reachable, or `docker load -i <file>` of an image saved elsewhere, then build again")
+        return tag
 
     def _exists(self, tag: str) -> bool:
         try:
@@ -187,7 +206,8 @@ class ImageBuilder:
         tag = self.engine_tag(recipe, inputs)
         if self._exists(tag):
             return BuiltImage(tag, cached=True)
-        base = self.base().tag
+        cmlab_base = self.base().tag
+        base = self.users_base(inputs.base_image) if inputs.base_image else cmlab_base
         with self._lock:
             if self._exists(tag):
                 return BuiltImage(tag, cached=True)
@@ -207,7 +227,7 @@ class ImageBuilder:
                         shutil.copy2(source, target)
                 tail: list[str] = []
                 stream = self.client.api.build(
-                    path=str(context), tag=tag, buildargs={"BASE_IMAGE": base, **inputs.args},
+                    path=str(context), tag=tag, buildargs={"BASE_IMAGE": base, "CMLAB_BASE": cmlab_base, **inputs.args},
                     # Host networking: the build's apt-get reaches the same mirror as the host.
                     network_mode="host", rm=True, forcerm=True, decode=True,
                     labels={LABEL: recipe.name, "cmlab.base": base}, timeout=BUILD_TIMEOUT_S,

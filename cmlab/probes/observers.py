@@ -16,6 +16,7 @@ measurement's resolution together with the cadence.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +25,9 @@ from typing import Any, Generic, TypeVar
 
 from cmlab.engines.base import Engine, NodeAccess, NodeState
 from cmlab.errors import FaultError
+from cmlab.probes.loop import next_tick
 from cmlab.runtime.docker import DockerRuntime
-from cmlab.runtime.netns import ContainerNetns, holds_address
+from cmlab.runtime.netns import AddressReader
 from cmlab.topology.plan import LabPlan
 
 T = TypeVar("T")
@@ -41,36 +43,49 @@ class Sample(Generic[T]):
 
 
 class Poller(Generic[T]):
-    """Calls ``read`` every ``interval_s`` seconds in a thread until :meth:`stop`."""
+    """Calls ``read`` every ``interval_s`` seconds until :meth:`stop`: in a
+    thread of its own (:meth:`start`), or, when ``read`` never blocks, on a
+    :class:`~cmlab.probes.loop.ProbeLoop` that calls :meth:`poll_once` when due."""
 
     def __init__(self, name: str, read: Callable[[], T], interval_s: float) -> None:
         self.name = name
         self.read = read
         self.interval_s = interval_s
         self.samples: list[Sample[T]] = []
+        #: CPU seconds of its own thread (0 when run on a loop: the loop's).
         self.cpu_s = 0.0
+        #: When the next reading is due (monotonic seconds).
+        self.due = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"observer-{name}", daemon=True)
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, phase_s: float = 0.0) -> None:
+        """Begin reading in a thread of its own, the first reading ``phase_s`` seconds from now."""
+        self.due = time.monotonic() + phase_s
+        self._thread = threading.Thread(target=self._run, name=f"observer-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def poll_once(self) -> None:
+        """Take one reading now and schedule the next."""
+        t0 = time.monotonic()
+        try:
+            value = self.read()
+        except Exception as exc:  # noqa: BLE001 - an observer records, it never dies
+            value = f"error: {type(exc).__name__}: {exc}"  # type: ignore[assignment]
+        t1 = time.monotonic()
+        self.samples.append(Sample(t1, t1 - t0, value))
+        self.due = next_tick(self.due, self.interval_s, t1)
 
     def _run(self) -> None:
-        next_t = time.monotonic()
+        self._stop.wait(max(0.0, self.due - time.monotonic()))
         while not self._stop.is_set():
-            t0 = time.monotonic()
-            try:
-                value = self.read()
-            except Exception as exc:  # noqa: BLE001 - an observer records, it never dies
-                value = f"error: {type(exc).__name__}: {exc}"  # type: ignore[assignment]
-            t1 = time.monotonic()
-            self.samples.append(Sample(t1, t1 - t0, value))
-            next_t = max(next_t + self.interval_s, t1)
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+            self.poll_once()
+            self._stop.wait(max(0.0, self.due - time.monotonic()))
         self.cpu_s = time.thread_time()
 
 
@@ -84,19 +99,31 @@ def role_observer(engine: Engine, plan: LabPlan, access: NodeAccess, node: str, 
 
 
 class VipWatch:
-    """Reads which nodes hold each VIP. As root it reads each node's local
-    addresses from the host through /proc (well under a millisecond per
-    node); otherwise it asks ``docker exec ip`` (tens of milliseconds)."""
+    """Reads which nodes hold each VIP. As root it reads each node's routing
+    table from the host (:class:`~cmlab.runtime.netns.AddressReader`: a
+    ``pread`` per node, no wake-up of its own); otherwise it asks ``docker
+    exec ip`` (tens of milliseconds)."""
+
+    #: How often a node that is not running is looked up again, seconds: a
+    #: Docker API call costs milliseconds of CPU, and a node that starts again
+    #: needs seconds before its manager gives it a VIP (Patroni's election and
+    #: vip-manager's loop; CM's promotion and cm_agent's VIP check).
+    LOOKUP_S = 1.0
 
     def __init__(self, plan: LabPlan, runtime: DockerRuntime) -> None:
         self.plan = plan
         self.runtime = runtime
         self.fast = os.geteuid() == 0
-        self._sockets: dict[str, tuple[ContainerNetns, None]] = {}  # node -> its entered namespace
+        self._readers: dict[str, AddressReader] = {}
+        self._looked_up: dict[str, float] = {}
+        self._exits = select.poll()  # the readers' pidfds
+        self._node_of: dict[int, str] = {}
 
     def holders(self) -> dict[str, list[str]]:
         if not self.fast:
             return self.runtime.vip_holders(self.plan)
+        for fd, _ in self._exits.poll(0):  # one call for every node: whose container exited
+            self._drop(self._node_of.get(fd, ""))
         out: dict[str, list[str]] = {v.name: [] for v in self.plan.vips}
         for node in self.plan.nodes:
             vip = self.plan.vip_of_az(node.az)
@@ -107,28 +134,39 @@ class VipWatch:
         return out
 
     def _holds(self, node: str, address: str) -> bool:
-        """Whether the node's namespace has ``address`` as a local address."""
-        cached = self._sockets.get(node)
-        if cached is None or not cached[0].current():
-            self._drop(node)
+        """Whether the node's namespace has ``address`` as a local address
+        (False while the node is not running)."""
+        reader = self._readers.get(node)
+        if reader is None:
+            now = time.monotonic()
+            if now - self._looked_up.get(node, -self.LOOKUP_S) < self.LOOKUP_S:
+                return False
+            self._looked_up[node] = now
             c = self.runtime.container(self.plan.node(node))
             if c is None or c.status not in ("running", "paused"):
                 return False
             try:
-                cached = self._sockets[node] = (ContainerNetns(c), None)
-            except FaultError:
+                reader = AddressReader(c)
+            except (FaultError, OSError):
                 return False
+            self._readers[node] = reader
+            self._node_of[reader.pidfd] = node
+            self._exits.register(reader.pidfd, select.POLLIN)
         try:
-            return holds_address(cached[0].pid, address)
+            return reader.read(address)
         except OSError:
             self._drop(node)
             return False
 
     def _drop(self, node: str) -> None:
-        self._sockets.pop(node, None)
+        reader = self._readers.pop(node, None)
+        if reader is not None:
+            self._node_of.pop(reader.pidfd, None)
+            self._exits.unregister(reader.pidfd)
+            reader.close()
 
     def close(self) -> None:
-        for node in list(self._sockets):
+        for node in list(self._readers):
             self._drop(node)
 
 

@@ -7,15 +7,23 @@ database node (``node:<name>``), every ``write_interval_s`` seconds (default
 ``fast_interval_s`` (default 20 ms), each node's own role every
 ``role_interval_s`` (default 200 ms: Patroni's REST API is Python, and a
 lab on 2 cores should not be busy answering probes).
+
+The writers, the VIP reading, and the leader and role readings that the
+engine gives as HTTP readings (etcd's key, Patroni's REST API) share one
+:class:`~cmlab.probes.loop.ProbeLoop` thread; readings that can block (CM's
+through ``docker exec cm_ctl``) have a thread each.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from cmlab.engines.base import Engine
+from cmlab.engines.base import Engine, NodeState, Snapshot
 from cmlab.history import History, WriteRec
+from cmlab.probes.http_poller import HttpPoller
+from cmlab.probes.loop import ProbeLoop, Task
 from cmlab.probes.observers import Poller, VipWatch, as_json, leader_observer, role_observer, vip_observer
 from cmlab.probes.writer import Writer
 from cmlab.runtime.docker import DockerRuntime
@@ -42,27 +50,59 @@ class ProbeSet:
         self.writers = [Writer(engine.dsn(plan, host), name, cadence.write_interval_s, create_table=False,
                                node_identity=engine.node_identity_sql) for name, host in targets]
         self.vip_watch = VipWatch(plan, runtime)
-        self.leader = leader_observer(engine, plan, access, cadence.fast_interval_s)
         self.vips = vip_observer(self.vip_watch, cadence.fast_interval_s)
-        self.roles = [role_observer(engine, plan, access, n.name, cadence.role_interval_s) for n in plan.nodes]
-        self._pollers: list[Poller] = [self.leader, self.vips, *self.roles]
+        #: The leader's cadence, seconds: the engine may not allow the probes' own.
+        self.leader_interval_s = max(cadence.fast_interval_s, engine.min_reading_interval_s)
+        role_interval_s = max(cadence.role_interval_s, engine.min_reading_interval_s)
+        snapshot = engine.snapshot_reader(plan, access)
+        reading = engine.leader_reading(plan)
+        self.leader: Poller[Any] | HttpPoller
+        self.roles: list[Poller[NodeState] | HttpPoller] = []
+        if snapshot is not None:
+            # One reading gives the leader and every role (CM's cm_ctl query).
+            self.leader = Poller("cluster", snapshot, self.leader_interval_s)
+        else:
+            self.leader = (HttpPoller("leader", reading, self.leader_interval_s) if reading is not None
+                           else leader_observer(engine, plan, access, self.leader_interval_s))
+            for n in plan.nodes:
+                role = engine.role_reading(plan, n)
+                self.roles.append(HttpPoller(f"role-{n.name}", role, role_interval_s) if role is not None
+                                  else role_observer(engine, plan, access, n.name, role_interval_s))
+        self.role_interval_s = self.leader_interval_s if snapshot is not None else role_interval_s
+        tasks: list[Task] = [*self.writers]
+        self._threads: list[Poller] = []  # readings that can block: a thread each
+        for o in (self.leader, *self.roles):
+            if isinstance(o, HttpPoller):
+                tasks.append(o)
+            else:
+                self._threads.append(o)
+        # Inline only when the VIP reading cannot block (root reads /proc).
+        inline = [self.vips] if self.vip_watch.fast else []
+        if not inline:
+            self._threads.append(self.vips)
+        self.loop = ProbeLoop(tasks, inline, name=plan.name)
         self.t_start = self.t_stop = 0.0
+
+    @property
+    def observers(self) -> list[Poller | HttpPoller]:
+        """Every observer, wherever it runs."""
+        return [self.leader, self.vips, *self.roles]
 
     def start(self) -> None:
         self.t_start = time.monotonic()
-        for w in self.writers:
-            w.start()
-        for p in self._pollers:
-            p.start()
+        self.loop.start()
+        # Threads that wake together contend for the GIL, and each hand-over is
+        # another wake-up: each thread reads in a slot of the tick of its own,
+        # out of step with the loop (at 0).
+        tick = self.cadence.fast_interval_s
+        for i, p in enumerate(self._threads):
+            p.start(tick * (i % 3 + 1) / 4 + (i // 3) * tick)
 
     def stop(self) -> History:
-        for w in self.writers:
-            w._stop.set()
-        for p in self._pollers:
+        for p in self._threads:
             p._stop.set()
-        for w in self.writers:
-            w.stop()
-        for p in self._pollers:
+        self.loop.stop()
+        for p in self._threads:
             p.stop()
         self.t_stop = time.monotonic()
         self.vip_watch.close()
@@ -71,17 +111,21 @@ class ProbeSet:
             h.writes += [WriteRec(w.name, x.seq, x.sent, x.acked, x.node, x.error, x.unknown) for x in w.writes]
         h.writes.sort(key=lambda r: r.sent)
         # A failed reading stays "error: ...": unknown is not "no leader".
-        h.leader = [(s.t, s.dt, s.value) for s in self.leader.samples]
+        h.leader = [(s.t, s.dt, s.value.leader if isinstance(s.value, Snapshot) else s.value) for s in self.leader.samples]
+        for s in self.leader.samples:
+            if isinstance(s.value, Snapshot):
+                h.roles += [(s.t, s.dt, as_json(n)) for n in s.value.nodes]
         for p in self.roles:
             h.roles += [(s.t, s.dt, as_json(s.value)) for s in p.samples if not isinstance(s.value, str)]
         h.roles.sort(key=lambda r: r[0])
         h.vips = [(s.t, s.dt, s.value) for s in self.vips.samples if isinstance(s.value, dict)]
         wall = max(self.t_stop - self.t_start, 1e-9)
-        cpu = sum(w.cpu_s for w in self.writers) + sum(p.cpu_s for p in self._pollers)
+        cpu = self.loop.cpu_s + sum(p.cpu_s for p in self._threads)
         h.meta.update({
             "cadence": {"write_s": self.cadence.write_interval_s, "fast_s": self.cadence.fast_interval_s,
-                        "role_s": self.cadence.role_interval_s, "vip_s": self.vips.interval_s},
-            "vip_reading": "netlink in the node's namespace" if self.vip_watch.fast else "docker exec ip",
+                        "leader_s": self.leader_interval_s, "role_s": self.role_interval_s,
+                        "vip_s": self.vips.interval_s},
+            "vip_reading": "the node namespace's fib_trie, from the host" if self.vip_watch.fast else "docker exec ip",
             "probe_cpu_percent_of_one_core": round(100 * cpu / wall, 2),
             "probe_window": [self.t_start, self.t_stop],
         })

@@ -8,7 +8,6 @@ alone. Removal goes by label, so it also cleans a half-built lab.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
@@ -17,6 +16,7 @@ import urllib.error
 import tarfile
 import time
 import urllib.request
+from email.message import Message
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -34,6 +34,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
 from cmlab.progress import log
+from cmlab.runtime.http import HttpGetter
 from cmlab.runtime.netns import ContainerNetns, local_addresses
 from cmlab.runtime import labels as L
 from cmlab.topology.plan import PREFIX, LabPlan, NodePlan
@@ -330,27 +331,23 @@ class DockerNodeAccess:
         # few tens of milliseconds, and a new TCP connection each time costs CPU.
         self._local = threading.local()
 
+    def http_get(self, node: NodePlan, port: int, path: str, timeout_s: float) -> tuple[int, bytes]:
+        """GET: ``(status, body)``. Raises ``OSError`` when the node does not answer."""
+        getters: dict[tuple[str, int], HttpGetter] = self._local.__dict__.setdefault("getters", {})
+        key = (str(node.address), port)
+        getter = getters.get(key)
+        if getter is None:
+            getter = getters[key] = HttpGetter(*key)
+        response = getter.get(path, timeout_s)
+        return response.status, response.body
+
     def http_json(self, node: NodePlan, port: int, path: str, timeout_s: float) -> Any:
         """GET and decode JSON. Raises ``urllib.error.HTTPError`` for a status
         other than 200 (with the body), ``OSError`` when the node does not answer."""
-        pool: dict[tuple[str, int], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
-        key = (str(node.address), port)
-        conn = pool.get(key)
-        if conn is None:
-            conn = pool[key] = http.client.HTTPConnection(key[0], port, timeout=timeout_s)
-        conn.timeout = timeout_s
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout_s)
-        try:
-            conn.request("GET", path, headers={"Connection": "keep-alive"})
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            pool.pop(key, None)
-            raise OSError(f"{key[0]}:{port}{path}: {exc}") from None
-        if resp.status != 200:
-            raise urllib.error.HTTPError(f"http://{key[0]}:{port}{path}", resp.status, resp.reason, resp.headers, io.BytesIO(body))
+        status, body = self.http_get(node, port, path, timeout_s)
+        if status != 200:
+            raise urllib.error.HTTPError(f"http://{node.address}:{port}{path}", status, f"HTTP {status}", Message(),
+                                         io.BytesIO(body))
         return json.loads(body)
 
     def http_post(self, node: NodePlan, port: int, path: str, body: Any, timeout_s: float, method: str = "POST") -> tuple[int, str]:

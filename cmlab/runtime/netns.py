@@ -7,9 +7,10 @@ need neither the tools nor the capabilities. This needs root on the host.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from docker.models.containers import Container
 from pyroute2 import IPRoute, NetNS
@@ -94,22 +95,62 @@ def local_addresses(pid: int) -> set[str]:
     return found
 
 
-def holds_address(pid: int, address: str) -> bool:
-    """Whether ``address`` is local to the namespace of ``pid`` (a cheaper
-    :func:`local_addresses` for one address: observers ask every 20 ms).
-
-    :raises OSError: the process is gone.
-    """
-    with open(f"/proc/{pid}/net/fib_trie") as f:
-        text = f.read()
-    needle = f"|-- {address}\n"
-    at = text.find(needle)
+def is_local(fib_trie: bytes, address: str) -> bool:
+    """Whether ``address`` is marked ``/32 host LOCAL`` in the text of a
+    ``/proc/<pid>/net/fib_trie``."""
+    needle = f"|-- {address}\n".encode()
+    at = fib_trie.find(needle)
     while at >= 0:
-        following = text[at + len(needle):].lstrip(" ")
-        if following.startswith("/32 host LOCAL"):
+        if fib_trie[at + len(needle):].lstrip(b" ").startswith(b"/32 host LOCAL"):
             return True
-        at = text.find(needle, at + 1)
+        at = fib_trie.find(needle, at + 1)
     return False
+
+
+class AddressReader:
+    """Asks, as often as every 20 ms, whether addresses are local to a running
+    container's namespace: one ``pread`` of its ``fib_trie`` held open. A file
+    held open goes on reading the namespace of a dead container, VIP included,
+    so the caller polls :attr:`pidfd` (readable once the container's init has
+    exited) before it trusts :meth:`read`.
+
+    :raises FaultError: the container is not running.
+    :raises OSError: its process is already gone.
+    """
+
+    def __init__(self, container: Container) -> None:
+        ns = ContainerNetns(container)
+        self.pid = ns.pid
+        self._fib = os.open(f"/proc/{ns.pid}/net/fib_trie", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._pidfd = os.pidfd_open(ns.pid)
+        except OSError:
+            os.close(self._fib)
+            raise
+        self._size = 16384
+        if not ns.current():  # the PID was reused before the pidfd was taken
+            self.close()
+            raise OSError(f"{container.name}: its init process is gone")
+
+    @property
+    def pidfd(self) -> int:
+        """Readable once the container's init has exited (poll it with others)."""
+        return self._pidfd
+
+    def read(self, address: str) -> bool:
+        """Whether ``address`` is local to the namespace (as of the last poll of :attr:`pidfd`)."""
+        while True:
+            text = os.pread(self._fib, self._size, 0)
+            if len(text) < self._size:
+                return is_local(text, address)
+            self._size *= 2  # a bigger table than seen so far: read it whole
+
+    def close(self) -> None:
+        for fd in (self._fib, self._pidfd):
+            if fd >= 0:
+                with suppress(OSError):
+                    os.close(fd)
+        self._fib = self._pidfd = -1
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import ValidationError
 
 from cmlab.errors import Issue, TopologyError
@@ -244,14 +245,45 @@ def plan(
     )
 
 
-def load(path: str | Path, registry: "EngineRegistry", taken: Iterable[IPv4Network] = ()) -> LabPlan:
+def load(path: str | Path, registry: "EngineRegistry", taken: Iterable[IPv4Network] = (),
+         parameters: dict[str, Any] | None = None) -> LabPlan:
     """Read, check and resolve a topology file.
 
+    :param parameters: ``parameters:`` keys given on the command line; they
+        win over the file's (:func:`with_parameters`).
     :raises TopologyError: the file cannot be used; the message names the
         file, line and column of each problem and how to fix it.
     """
     data, positions = read_yaml_file(path)
-    return _plan_from_data(data, str(path), positions, registry, taken)
+    return _plan_from_data(with_parameters(data, parameters), str(path), positions, registry, taken)
+
+
+def with_parameters(data: Any, parameters: dict[str, Any] | None) -> Any:
+    """A copy of a parsed document whose ``parameters:`` hold ``parameters``
+    too (winning over the file's); checked with the rest, as if written there."""
+    if not parameters or not isinstance(data, dict):
+        return data
+    given = data.get("parameters")
+    return {**data, "parameters": {**(given if isinstance(given, dict) else {}), **parameters}}
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings from the command line as parameters; each value
+    read as a YAML scalar (``sync_num=2`` is a number, ``two_node=true`` a
+    boolean, a path stays a string).
+
+    :raises ValueError: an item without ``=``, naming it.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set package=/path/to/openGauss-All.tar.gz")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
 
 
 def loads(text: str, registry: "EngineRegistry", taken: Iterable[IPv4Network] = (), source: str = "<string>") -> LabPlan:

@@ -142,11 +142,14 @@ def test_measured_loss_rate_is_within_tolerance(lab: Lab):
     assert " 0% packet loss" in out, "loss leaked to a peer that was not named"
 
 
-def test_measured_bandwidth_matches_the_limit(lab: Lab):
+@pytest.mark.parametrize("shaped, direction", [("pg1", "egress"), ("pg2", "ingress")])
+def test_measured_bandwidth_matches_the_limit(lab: Lab, shaped: str, direction: str):
+    """pg1 sends to pg2: shaping pg1's egress or pg2's ingress limits it alike."""
     if not capabilities()["tbf"].ok:
         pytest.skip(f"tbf: {capabilities()['tbf'].detail}")
     nemesis = lab.nemesis()
-    nemesis.apply(nemesis.bandwidth("pg1", "2mbit"))
+    applied = nemesis.apply(nemesis.bandwidth(shaped, "2mbit", direction))
+    assert nemesis.active()[0][1] is True, "the fault is observed in effect"
     size = 500_000
     receiver = ("import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
                 "s.bind(('',9998));s.listen(1);s.settimeout(20);c,_=s.accept();n=0;t0=None\n"
@@ -160,9 +163,12 @@ def test_measured_bandwidth_matches_the_limit(lab: Lab):
     lab.exec("pg1", ["python3", "-c", f"import socket;s=socket.create_connection(('{addr}',9998));s.sendall(b'x'*{size});s.close()"])
     n, seconds = b"".join(stream).split()
     rate_mbit = int(n) * 8 / float(seconds) / 1e6
-    print(f"\nbandwidth 2mbit applied, {rate_mbit:.2f} Mbit/s measured over {int(n)} bytes")
+    print(f"\nbandwidth 2mbit {direction} on {shaped}, {rate_mbit:.2f} Mbit/s measured over {int(n)} bytes")
     assert int(n) == size
     assert 1.5 <= rate_mbit <= 2.6
+    nemesis.undo(applied.fault.key)
+    with host_rtnl() as ipr:
+        assert not [q for q in ipr.get_qdiscs() if q["handle"] == QDISC_HANDLE], "undo leaves no qdisc of cmlab's on the host"
 
 
 def test_delay_is_applied_or_reported_unsupported_with_the_reason(lab: Lab):
@@ -210,12 +216,18 @@ def test_killed_agent_is_restarted_by_the_supervisor(lab: Lab):
     assert after
 
 
-def test_a_duplicate_vip_lands_where_it_was_put_and_heal_removes_it(lab: Lab):
-    nemesis = lab.nemesis()
+def primary_vip_and_other(lab: Lab):
+    """On a ready lab: the primary, its AZ's VIP and another node of that AZ."""
     lab.wait_ready(lab.timing.start_s)
     primary = lab.status().primary
     vip = lab.plan.vip_of_az(lab.plan.node(primary).az)
     other = next(n.name for n in lab.plan.nodes if n.az == vip.az and n.name != primary)
+    return primary, vip, other
+
+
+def test_a_duplicate_vip_lands_where_it_was_put_and_heal_removes_it(lab: Lab):
+    nemesis = lab.nemesis()
+    primary, vip, other = primary_vip_and_other(lab)
     nemesis.apply(nemesis.vip_duplicate(other, vip.name))
     assert sorted(lab.runtime.vip_holders(lab.plan)[vip.name]) == sorted([primary, other])
     nemesis.heal()
@@ -229,6 +241,29 @@ def test_vip_remove_takes_it_off_the_holder(lab: Lab):
     vip = lab.plan.vip_of_az(lab.plan.node(primary).az)
     nemesis.apply(nemesis.vip_remove(vip.name))
     assert primary not in lab.runtime.vip_holders(lab.plan)[vip.name]
+
+
+def test_vip_flap_toggles_in_the_background_and_stops_with_the_vip_as_it_was(lab: Lab):
+    from cmlab.events import EventLog
+    from cmlab.probes.observers import VipWatch
+
+    nemesis = lab.nemesis()
+    primary, vip, other = primary_vip_and_other(lab)
+    watch = VipWatch(lab.plan, lab.runtime)
+    seen: list[bool] = []
+    t0 = time.monotonic()
+    with nemesis.start_vip_flap(vip.name, other, period_s=0.3, duration_s=30) as flap:
+        # The caller goes on while the VIP churns: it watches it.
+        while time.monotonic() - t0 < 2.0:
+            seen.append(other in watch.holders()[vip.name])
+            time.sleep(0.05)  # the watcher's cadence
+    watch.close()
+    assert time.monotonic() - t0 < 5, "leaving the with block stops the flap at once, not after duration_s"
+    assert flap.toggles >= 5
+    assert True in seen and False in seen, "the VIP came and went on the flapped node"
+    assert other not in lab.runtime.vip_holders(lab.plan)[vip.name], "it did not hold the VIP before: it does not after"
+    kinds = [(e["event"], e.get("kind")) for e in EventLog.of_lab(lab.plan.name).read() if e.get("key", "").startswith("vip_flap_")]
+    assert kinds[-2:] == [("fault-applied", "vip-flap"), ("fault-healed", "vip-flap")]
 
 
 def test_bad_targets_and_faults_that_make_no_sense_are_refused(lab: Lab):
@@ -275,10 +310,7 @@ def test_a_gratuitous_arp_for_the_wrong_node_redirects_the_clients(lab: Lab):
     if not capabilities()["arping"].ok:
         pytest.skip(f"arping: {capabilities()['arping'].detail}")
     nemesis = lab.nemesis()
-    lab.wait_ready(lab.timing.start_s)
-    primary = lab.status().primary
-    vip = lab.plan.vip_of_az(lab.plan.node(primary).az)
-    other = next(n.name for n in lab.plan.nodes if n.az == vip.az and n.name != primary)
+    primary, vip, other = primary_vip_and_other(lab)
     import socket
 
     socket.create_connection((str(vip.address), 5432), timeout=2).close()  # the host learns the VIP's MAC

@@ -38,3 +38,13 @@ def test_the_cluster_comes_up_with_one_primary_and_the_vip_on_it(cm_lab: Lab):
 @pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db", "isolate-primary", "vip-removed"])
 def test_scenario_on_cm(cm_lab: Lab, name: str, tmp_path):
     measured(cm_lab, name, tmp_path)
+
+
+def test_cm_ctl_show_names_the_primary_as_the_float_ip_holder(cm_lab: Lab):
+    """Checks the `cm_ctl show` parser, built from ctl_show.cpp's print format
+    (no documented sample), against the real output."""
+    st = cm_lab.status()
+    show = cm_lab.engine.show(cm_lab.plan, cm_lab.runtime.access(cm_lab.plan))  # type: ignore[attr-defined]
+    assert show.connected
+    assert show.vip_holders() == {str(v.address): [st.primary] for v in cm_lab.plan.vips}
+    assert len(show.network) == len(cm_lab.plan.nodes) and not show.cut_links()

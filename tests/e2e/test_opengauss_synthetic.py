@@ -11,6 +11,7 @@ at real packages (issue 6's e2e suite, still to come).
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -47,7 +48,13 @@ STANDINS = {
 
 
 def _tar(members: dict[str, str], mode: str) -> bytes:
+    """A tarball whose bytes depend on ``members`` only (no times), so that the
+    package, and so the image built from it, is the same every run."""
     buf = io.BytesIO()
+    if mode == "w:gz":
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+            gz.write(_tar(members, "w"))
+        return buf.getvalue()
     with tarfile.open(fileobj=buf, mode=mode) as tar:
         for name, text in members.items():
             data = text.encode()
@@ -63,11 +70,14 @@ def synthetic_all_package(path: Path) -> Path:
         "openGauss-CM-0.0.0-synthetic.tar.gz": _tar(STANDINS["cm"], "w:gz"),
         "openGauss-OM-0.0.0-synthetic.tar.gz": _tar(STANDINS["om"], "w:gz"),
     }
-    with tarfile.open(path, "w:gz") as tar:
+    outer = io.BytesIO()
+    with tarfile.open(fileobj=outer, mode="w") as tar:
         for name, data in inner.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    with open(path, "wb") as f, gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:
+        gz.write(outer.getvalue())
     return path
 
 
@@ -138,3 +148,71 @@ def test_cm_event_triggers_reach_the_trial_history(lab: Lab):
     mine = [e for e in events if e["event"] == "cm-on_failover"]
     assert len(mine) == 1 and mine[0]["node"] == "og2" and mine[0]["args"] == "6002"
     assert abs(mine[0]["t"] - t0) < 5, "the event's time is on the host's monotonic clock"
+
+
+def _installed_image(client, tag: str) -> None:
+    """A user's image that already holds openGauss (the stand-ins) under
+    /opt/og, with an omm user of another uid, as a user's own build image may."""
+    from cmlab.images.build import ImageBuilder
+
+    base = ImageBuilder(client).base().tag
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        files = {f"og/app/{k}": v for k, v in {**STANDINS["server"], **STANDINS["cm"]}.items()}
+        files.update({f"og/tools/{k}": v for k, v in STANDINS["om"].items()})
+        files["Dockerfile"] = (f"FROM {base}\nRUN groupadd --gid 1234 omm && useradd --uid 1234 --gid 1234 -m omm\n"
+                               "COPY og /opt/og\n")
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, network_mode="host")
+
+
+def test_a_base_image_that_holds_opengauss_needs_no_package(docker_client, tmp_path):
+    tag = "cmlab-test/opengauss-installed:synthetic"
+    _installed_image(docker_client, tag)
+    data = yaml.safe_load((ROOT / "topologies" / "opengauss-1az.yaml").read_text())
+    data.update(name="e2e-cm-installed")
+    data["parameters"].update(base_image=tag, installed_gausshome="/opt/og/app", installed_gphome="/opt/og/tools")
+    data["parameters"].pop("package", None)
+    path = tmp_path / "cm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    lab = Lab.from_topology(path, allocate=True)
+    engine_image = None
+    try:
+        lab.up(wait=False)
+        engine_image = lab.runtime.container(lab.plan.nodes[0]).image.id
+        seen, _ = wait_for(lambda: lab.exec("og1", ["cat", "/var/lib/opengauss/calls.log"])[1], lambda c: "om_monitor" in c,
+                           60, 0.5, "om_monitor started from the image's own install")
+        assert seen.splitlines()[0].startswith("gs_initdb -D")
+        code, out = lab.exec("og1", ["cat", "/etc/cmlab/packages.txt"])
+        assert "input: installed in the base image (GAUSSHOME /opt/og/app, GPHOME /opt/og/tools)" in out
+        code, out = lab.exec("og1", ["id", "-u", "omm"])
+        assert out.strip() == "70", "omm gets the uid cmlab writes its files with"
+        code, out = lab.exec("og1", ["stat", "-c", "%U", "/opt/og/app/bin/cm_ctl"])
+        assert out.strip() == "omm"
+    finally:
+        lab.down()
+        assert_lab_gone(lab)
+        for image in (engine_image, tag):
+            if image:
+                docker_client.images.remove(image, force=True)
+
+
+def test_a_base_image_that_is_not_here_is_refused_with_how_to_get_it(tmp_path):
+    from cmlab.errors import ImageBuildError
+
+    data = yaml.safe_load((ROOT / "topologies" / "opengauss-1az.yaml").read_text())
+    data.update(name="e2e-cm-nobase")
+    data["parameters"].update(base_image="openeuler/openeuler:22.03-lts", installed_gausshome="/usr/local/opengauss/app",
+                              installed_gphome="/usr/local/opengauss/tools")
+    data["parameters"].pop("package", None)
+    path = tmp_path / "cm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    lab = Lab.from_topology(path, allocate=True)
+    with pytest.raises(ImageBuildError, match=r"not on this Docker engine; `docker pull openeuler/openeuler:22.03-lts`.*docker load"):
+        lab.up(wait=False)
+    assert_lab_gone(lab)

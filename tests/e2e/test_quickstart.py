@@ -40,6 +40,15 @@ def test_status_shows_one_primary_a_sync_standby_and_the_vip_on_the_primary(lab:
     assert all(n["healthy"] for n in st["nodes"])
 
 
+def test_status_manager_prints_patronis_own_account(lab: Lab):
+    result = cli("status", lab.plan.name, "--json", "--manager")
+    assert result.returncode == 0, result.stderr
+    st = json.loads(result.stdout)
+    cluster = json.loads(st["manager"]["patroni GET /cluster"])
+    assert sorted(m["name"] for m in cluster["members"]) == ["pg1", "pg2", "pg3"]
+    assert st["manager"]["etcd leader key"] == st["primary"]
+
+
 def test_up_again_is_a_no_op(lab: Lab):
     before = {c.name: c.id for c in lab.runtime.containers(lab.plan.name)}
     t0 = time.monotonic()

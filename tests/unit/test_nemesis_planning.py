@@ -114,3 +114,12 @@ def test_nonsense_fault_parameters_are_refused():
         Loss(("pg1",), 0)
     with pytest.raises(FaultError):
         Loss(("pg1",), 10, direction="sideways")
+
+
+def test_bandwidth_takes_a_direction_and_refuses_others():
+    from cmlab.faults.network import Bandwidth
+
+    assert Bandwidth(("pg1",), "1mbit", direction="ingress").describe() == "bandwidth 1mbit ingress on pg1"
+    assert Bandwidth(("pg1",), "1mbit").key != Bandwidth(("pg1",), "1mbit", direction="both").key
+    with pytest.raises(FaultError, match="use egress, ingress or both"):
+        Bandwidth(("pg1",), "1mbit", direction="sideways")

@@ -18,6 +18,7 @@ from cmlab.engines.opengauss_cm import OpenGaussCm, config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.engines.opengauss_cm.package import inspect, sha256_of
 from cmlab.engines.opengauss_cm.query import parse, parse_dn_field
+from cmlab.engines.opengauss_cm.show import parse_show
 from cmlab.engines.registry import default_registry
 from cmlab.errors import ImageBuildError, TopologyError
 from cmlab.topology import load, loads
@@ -91,6 +92,17 @@ def nodes(n: int, extra: str = "") -> str:
     (nodes(3) + "parameters: {voting_disk: v}", "parameters.voting_disk", "no disk 'v'"),
     (nodes(3) + "disks: [{name: v, kind: filesystem}]\nparameters: {voting_disk: v}", "parameters.voting_disk", "raw devices"),
     (nodes(3) + "parameters: {primary: n9}", "parameters.primary", "not a database node"),
+    (BASE.replace("azs: [", "azs: [{name: az2, subnet: 10.99.1.0/24}, ") + "nodes:\n" +
+     "".join(f"  - {{name: n{i}, az: az1}}\n" for i in range(1, 4)) + "  - {name: n4, az: az2, roles: [database]}\n"
+     "parameters: {cascade_standbys: [n4]}", "parameters.cascade_standbys[0]", "has no standby in its AZ 'az2'"),
+    (nodes(3) + "parameters: {installed_gausshome: /og/app, installed_gphome: /og/tools}", "parameters.installed_gausshome",
+     "none is given"),
+    (nodes(3) + "parameters: {base_image: me/og, installed_gausshome: /og/app}", "parameters.installed_gausshome",
+     "both its GAUSSHOME and the OM tools' GPHOME"),
+    (nodes(3) + "parameters: {base_image: me/og, installed_gausshome: og/app, installed_gphome: /og/tools}",
+     "parameters.installed_gausshome", "not an absolute path"),
+    (nodes(3) + "parameters: {base_image: me/og, installed_gausshome: /og/app, installed_gphome: /og/tools, package: /x.tar.gz}",
+     "parameters.package", "both a package and an installed openGauss"),
 ])
 def test_topologies_cm_cannot_run_are_refused_before_anything_starts(text, where, words):
     with pytest.raises(TopologyError) as info:
@@ -155,6 +167,55 @@ def test_paused_and_unreachable_forms():
 def test_a_row_without_a_role_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="static role"):
         parse_dn_field("1 host40 10.0.0.1 6001 /d Primary Normal")
+
+
+# Built to the print format of CM/src/cm_ctl/ctl_show.cpp and src/cm_common/cm_rhb.cpp
+# (no documented sample): node 3's links are cut, its disk heartbeat is stale.
+SHOW = """
+[  Network Connect State  ]
+
+Network timeout:       6s
+Current CMServer time: 2026-11-21 09:30:00
+Network stat('Y' means connected, otherwise 'N'):
+|  \\  |  Y  |  N  |
+|  Y  |  \\  |  N  |
+|  N  |  N  |  \\  |
+
+[  Node Disk HB State  ]
+
+Node disk hb timeout:    200s
+Current CMServer time: 2026-11-21 09:30:00
+Node disk hb stat('Y' means connected, otherwise 'N'):
+|  Y  |  Y  |  N  |
+
+[  FloatIp Network State  ]
+
+node        instance         base_ip      float_ip_name float_ip
+------------------------------------------------------------------
+1  og1      6001     10.213.20.11 VIP_az1       10.213.20.100
+"""
+
+
+def test_cm_ctl_show_is_read():
+    show = parse_show(SHOW)
+    assert (show.network_timeout_s, show.disk_timeout_s) == (6, 200)
+    assert show.network[0] == [None, True, False]
+    assert show.cut_links() == [(1, 3), (2, 3), (3, 1), (3, 2)]
+    assert show.disk_hb == [True, True, False]
+    assert show.vip_holders() == {"10.213.20.100": ["og1"]}
+    assert show.float_ips[0].instance == 6001 and show.float_ips[0].name == "VIP_az1"
+
+
+def test_cm_ctl_show_other_forms():
+    with_head = SHOW.replace("|  \\  |  Y  |  N  |", "| D\\S |  1  |  2  |  3  |\n|  1  |  \\  |  Y  |  N  |")
+    assert parse_show(with_head).network[0] == [None, True, False]
+    assert parse_show("cm_ctl: can't connect to cm_server.\n").connected is False
+    no_vip = SHOW.split("[  FloatIp")[0]
+    assert parse_show(no_vip).float_ips == []
+    with pytest.raises(ValueError, match="not Y, N"):
+        parse_show(SHOW.replace("|  Y  |  Y  |  N  |", "|  Y  |  ?  |  N  |"))
+    with pytest.raises(ValueError, match="float IP row"):
+        parse_show(SHOW.replace("VIP_az1       10.213.20.100", "VIP_az1"))
 
 
 # ---- the user's packages: checked before anything is built --------------------------------

@@ -84,6 +84,13 @@ class FakeAccess:
             return {"health": "true"}
         return self.cluster
 
+    def http_get(self, node, port, path, timeout_s):
+        if path == "/health":
+            return 200, b'{"health": "true"}'
+        assert port == 2379 and path.endswith("/leader?quorum=true"), path
+        leader = next((m["name"] for m in self.cluster.get("members", []) if m["role"] == "leader"), None)
+        return (200, json.dumps({"node": {"value": leader}}).encode()) if leader else (404, b"{}")
+
     def exec(self, node, argv, user="root"):
         raise AssertionError("not used")
 
@@ -103,3 +110,38 @@ def test_observe_maps_patroni_roles_and_reports_readiness():
     down = ENGINE.observe(plan, FakeAccess({"members": cluster["members"][1:]}, running={"pg1": False}))
     assert down.node("pg1").role is NodeRole.down
     assert not down.ready and "0 primaries" in down.not_ready
+
+
+class RestAccess:
+    """Answers Patroni's /patroni with ``answers[node]`` ((status, body), or None: no answer)."""
+
+    def __init__(self, answers, running=True):
+        self.answers, self.running_ = answers, running
+
+    def running(self, node):
+        return self.running_
+
+    def http_get(self, node, port, path, timeout_s):
+        assert (port, path) == (config.REST_PORT, "/patroni")
+        answer = self.answers.get(node.name)
+        if answer is None:
+            raise ConnectionRefusedError(f"{node.address}:{port}")
+        return answer
+
+
+def test_observe_node_reads_patroni_roles_and_tells_down_from_unknown():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    primary = {"state": "running", "role": "master", "timeline": 3,
+               "replication": [{"application_name": "pg2", "state": "streaming"}, {"application_name": "pg3", "state": "startup"}]}
+    sync = {"state": "running", "role": "replica", "sync_standby": True, "timeline": 3}
+    access = RestAccess({"pg1": (200, json.dumps(primary).encode()), "pg2": (503, json.dumps(sync).encode()),
+                         "pg3": (503, b"<html>")})
+    s1, s2, s3 = (ENGINE.observe_node(plan, plan.node(n), access) for n in ("pg1", "pg2", "pg3"))
+    assert (s1.role, s1.healthy, s1.timeline, s1.followers) == (NodeRole.primary, True, 3, ("pg2",))
+    assert s2.role is NodeRole.sync_standby  # a 503 still carries the body
+    assert (s3.role, s3.detail) == (NodeRole.unknown, "HTTP 503")
+    assert ENGINE.observe_node(plan, plan.node("pg1"), RestAccess({})).role is NodeRole.unknown
+    assert ENGINE.observe_node(plan, plan.node("pg1"), RestAccess({}, running=False)).role is NodeRole.down
+    # The probes' loop records the same state when nobody answers.
+    reading = ENGINE.role_reading(plan, plan.node("pg1"))
+    assert reading.unanswered().role is NodeRole.unknown

@@ -155,3 +155,16 @@ def test_synchronous_mode_needs_two_databases():
 def test_an_address_without_its_subnet_is_rejected():
     err = error_of(GOOD.replace(", subnet: 10.99.1.0/24", ""))
     assert any(i.where == "nodes[1].address" and "needs its AZ's subnet" in i.message for i in err.issues)
+
+
+def test_parameters_from_the_command_line_win_and_are_checked_as_if_written():
+    from cmlab.topology.resolve import load, parse_assignments
+
+    given = parse_assignments(["ttl=20", "synchronous_mode=false", "postgresql=", "note=a=b"])
+    assert given == {"ttl": 20, "synchronous_mode": False, "postgresql": "", "note": "a=b"}
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry(), parameters={"ttl": 20, "loop_wait": 3})
+    assert (plan.parameters["ttl"], plan.parameters["loop_wait"]) == (20, 3)
+    with pytest.raises(TopologyError, match="parameters.bogus: unknown parameter"):
+        load(ROOT / "topologies" / "quickstart.yaml", default_registry(), parameters={"bogus": 1})
+    with pytest.raises(ValueError, match="write KEY=VALUE"):
+        parse_assignments(["ttl"])

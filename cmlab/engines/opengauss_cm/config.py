@@ -83,7 +83,7 @@ def cluster_xml(plan: LabPlan, p: CmParameters) -> str:
         param(dev, "backIp1", n.address)
         param(dev, "sshIp1", n.address)
         if n.name in p.cascade_standbys:
-            param(dev, "cascadeRole", "on")  # inferred from openGauss-OM's XML reader; to confirm with real packages
+            param(dev, "cascadeRole", "on")  # openGauss docs, Installation Guide, the XML configuration file
         if n.name == dns[0].name:
             param(dev, "dataNum", 1)
             param(dev, "dataPortBase", p.dn_port)

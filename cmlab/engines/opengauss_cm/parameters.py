@@ -21,6 +21,11 @@ class CmParameters(BaseModel):
     package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 the package must have")
     cm_package: str | None = Field(default=None, description="the CM package, when the server package comes alone")
     cm_package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    base_image: str | None = Field(default=None, description="an image to build on instead of cmlab's Debian base: "
+                                   "openEuler, CentOS or Debian, already here (docker pull or docker load it first)")
+    installed_gausshome: str | None = Field(default=None, description="base_image already holds openGauss and CM: their "
+                                            "GAUSSHOME in it (no package then)")
+    installed_gphome: str | None = Field(default=None, description="with installed_gausshome: the OM tools' GPHOME (gs_om)")
     primary: str | None = Field(default=None, description="the node whose DN starts as primary (default: the first database node)")
     cascade_standbys: list[str] = Field(default_factory=list, description="database nodes whose DN is a cascade standby")
     sync_num: int = Field(default=1, ge=0, description="dataNode1_syncNum: synchronous standbys")

@@ -10,7 +10,6 @@ postmaster is re-parented to PID 1 and must be reaped: reference §7).
 from __future__ import annotations
 
 import json
-import urllib.error
 from typing import Any
 
 from cmlab.engines.base import (
@@ -18,6 +17,7 @@ from cmlab.engines.base import (
     ContainerSpec,
     Engine,
     FileSpec,
+    HttpReading,
     ImageRecipe,
     NodeAccess,
     NodeRole,
@@ -110,44 +110,52 @@ class PostgresPatroni(Engine):
         """The value of the leader key ``/service/<scope>/leader`` (etcd v2),
         read from the first quorum member that answers; None when absent.
         Raises :class:`EngineError` when no member answers (unknown, not "none")."""
-        for node in plan.nodes_with(Role.quorum):
-            try:
-                # A quorum read: a member cut off from its peers cannot answer it, where a
-                # plain read would serve its stale copy (the old leader, forever).
-                data = access.http_json(node, config.ETCD_CLIENT_PORT, f"/v2/keys{config.leader_key(plan)}?quorum=true", LEADER_TIMEOUT_S)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 404:
-                    return None  # the key expired or was deleted: no leader
-                continue
-            except (OSError, ValueError):
-                continue
-            return str(data.get("node", {}).get("value")) or None
-        raise EngineError("no etcd member answered a quorum read of the leader key")
+        return self.leader_reading(plan).take(access)
+
+    def leader_reading(self, plan: LabPlan) -> HttpReading:
+        # A quorum read: a member cut off from its peers cannot answer it, where a
+        # plain read would serve its stale copy (the old leader, forever).
+        return HttpReading(
+            endpoints=tuple((n, config.ETCD_CLIENT_PORT) for n in plan.nodes_with(Role.quorum)),
+            path=f"/v2/keys{config.leader_key(plan)}?quorum=true",
+            timeout_s=LEADER_TIMEOUT_S, parse=_leader_value,
+            failure="no etcd member answered a quorum read of the leader key")
 
     def observe_node(self, plan: LabPlan, node: NodePlan, access: NodeAccess) -> NodeState:
-        """Patroni's ``GET /patroni`` on the node (role ``master``/``replica`` in
-        3.0.2; a primary lists its streaming standbys under ``replication``)."""
-        if not access.running(node):
-            return NodeState(node.name, NodeRole.down, healthy=False, detail="container not running")
-        if not node.has(Role.database):
-            healthy = _etcd_healthy(access, node)
-            return NodeState(node.name, NodeRole.arbiter, healthy=healthy)
+        """:meth:`role_reading`, taken now; a node that does not answer is
+        ``down`` when its container is not running (asked only then: a Docker
+        API call per reading would cost more than the reading), else ``unknown``."""
         try:
-            data = access.http_json(node, config.REST_PORT, "/patroni", HTTP_TIMEOUT_S)
-        except urllib.error.HTTPError as exc:  # 503 still carries the body
+            return self.role_reading(plan, node).take(access)
+        except EngineError:
+            return _unanswered(node) if access.running(node) else _down(node)
+
+    def role_reading(self, plan: LabPlan, node: NodePlan) -> HttpReading:
+        """A database node: Patroni's ``GET /patroni`` (role ``master``/``replica``
+        in 3.0.2; a primary lists its streaming standbys under ``replication``;
+        a 503 still carries the body). An arbiter: etcd's ``GET /health``."""
+        if node.has(Role.database):
+            return HttpReading(((node, config.REST_PORT),), "/patroni", HTTP_TIMEOUT_S,
+                               lambda status, body: _patroni_state(node, status, body),
+                               f"{node.name}: Patroni's REST API did not answer", lambda: _unanswered(node))
+        return HttpReading(((node, config.ETCD_CLIENT_PORT),), "/health", HTTP_TIMEOUT_S,
+                           lambda status, body: NodeState(node.name, NodeRole.arbiter, healthy=_etcd_health(status, body)),
+                           f"{node.name}: etcd did not answer", lambda: _unanswered(node))
+
+    def diagnostics(self, plan: LabPlan, access: NodeAccess) -> dict[str, str]:
+        """Patroni's ``GET /cluster`` from the first node that answers, and the leader key."""
+        out: dict[str, str] = {}
+        for node in plan.nodes_with(Role.database):
             try:
-                data = json.loads(exc.read())
-            except ValueError:
-                return NodeState(node.name, NodeRole.unknown, healthy=False, detail=f"HTTP {exc.code}")
-        except (OSError, ValueError) as exc:
-            return NodeState(node.name, NodeRole.unknown, healthy=False, detail=type(exc).__name__)
-        role = NodeRole.primary if data.get("role") in ("master", "primary") else (
-            NodeRole.standby if data.get("role") == "replica" else NodeRole.unknown)
-        followers = tuple(r.get("application_name", "") for r in data.get("replication", []) if r.get("state") == "streaming")
-        if role is NodeRole.standby and data.get("sync_standby"):
-            role = NodeRole.sync_standby
-        return NodeState(node.name, role, healthy=data.get("state") == "running", timeline=data.get("timeline"),
-                         detail=str(data.get("state", "")), followers=followers)
+                out["patroni GET /cluster"] = json.dumps(access.http_json(node, config.REST_PORT, "/cluster", HTTP_TIMEOUT_S), indent=2)
+                break
+            except (OSError, ValueError) as exc:
+                out["patroni GET /cluster"] = f"(failed on {node.name}: {exc})"
+        try:
+            out["etcd leader key"] = str(self.leader(plan, access))
+        except EngineError as exc:
+            out["etcd leader key"] = f"(failed: {exc})"
+        return out
 
     def repair(self, plan: LabPlan, access: NodeAccess, node: str) -> None:
         """``POST /reinitialize`` (force): Patroni rebuilds the replica with
@@ -213,7 +221,7 @@ class PostgresPatroni(Engine):
         states = []
         for node in plan.nodes:
             if not running[node.name]:
-                states.append(NodeState(node.name, NodeRole.down, healthy=False, detail="container not running"))
+                states.append(_down(node))
             elif node.has(Role.database):
                 m = members.get(node.name)
                 if m is None:
@@ -232,10 +240,52 @@ class PostgresPatroni(Engine):
         return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p))
 
 
+def _leader_value(status: int, body: bytes) -> str | None:
+    """The leader key's value from etcd v2's answer; None when the key is
+    absent (it expired or was deleted: no leader).
+
+    :raises ValueError: any other answer (a member without quorum: 5xx).
+    """
+    if status == 404:
+        return None
+    if status != 200:
+        raise ValueError(f"HTTP {status}")
+    return str(json.loads(body).get("node", {}).get("value")) or None
+
+
+def _down(node: NodePlan) -> NodeState:
+    return NodeState(node.name, NodeRole.down, healthy=False, detail="container not running")
+
+
+def _unanswered(node: NodePlan) -> NodeState:
+    return NodeState(node.name, NodeRole.unknown, healthy=False, detail="no answer")
+
+
+def _patroni_state(node: NodePlan, status: int, body: bytes) -> NodeState:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return NodeState(node.name, NodeRole.unknown, healthy=False, detail=f"HTTP {status}")
+    role = NodeRole.primary if data.get("role") in ("master", "primary") else (
+        NodeRole.standby if data.get("role") == "replica" else NodeRole.unknown)
+    followers = tuple(r.get("application_name", "") for r in data.get("replication", []) if r.get("state") == "streaming")
+    if role is NodeRole.standby and data.get("sync_standby"):
+        role = NodeRole.sync_standby
+    return NodeState(node.name, role, healthy=data.get("state") == "running", timeline=data.get("timeline"),
+                     detail=str(data.get("state", "")), followers=followers)
+
+
+def _etcd_health(status: int, body: bytes) -> bool:
+    try:
+        return status == 200 and str(json.loads(body).get("health")) == "true"
+    except ValueError:
+        return False
+
+
 def _etcd_healthy(access: NodeAccess, node: NodePlan) -> bool:
     try:
-        return str(access.http_json(node, config.ETCD_CLIENT_PORT, "/health", HTTP_TIMEOUT_S).get("health")) == "true"
-    except (OSError, ValueError):
+        return _etcd_health(*access.http_get(node, config.ETCD_CLIENT_PORT, "/health", HTTP_TIMEOUT_S))
+    except OSError:
         return False
 
 

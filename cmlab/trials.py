@@ -2,7 +2,8 @@
 
 A trial: wait for a ready cluster (and put it in the scenario's shape), empty
 the writers' table, start the probes, apply the fault, wait until writes
-through a VIP flow again (bounded by the scenario's hold time), heal, wait
+through a VIP flow again (bounded by the scenario's hold time; a fault the
+manager may ride out stays at least its minimum hold), heal, wait
 for a ready cluster again (bounded by the engine's start deadline), stop the
 probes, read what the final primary holds, and save the history and metrics.
 
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psycopg
 
 from cmlab.checkers.metrics import TrialMetrics, compute
 from cmlab.engines.base import NodeRole
@@ -92,13 +95,35 @@ def settled_primary(lab: "Lab", deadline_s: float) -> str:
             leader = lab.engine.leader(lab.plan, access)
         except EngineError:
             return None
-        if leader and lab.engine.observe_node(lab.plan, lab.plan.node(leader), access).role is NodeRole.primary:
-            return leader
-        return None
+        if not leader:
+            return None
+        state = lab.engine.observe_node(lab.plan, lab.plan.node(leader), access)
+        # A demoting primary still says "primary" while it shuts down; healthy means running.
+        return leader if state.role is NodeRole.primary and state.healthy else None
 
     leader, _ = wait_for(read, lambda x: x is not None, deadline_s, lab.timing.poll_s, "settled primary")
     assert leader is not None
     return leader
+
+
+def _stored_on(lab: "Lab", node: str, deadline_s: float, events: EventLog, t_end: float) -> set[tuple[str, int]] | None:
+    """Every write stored on ``node``, read as soon as it accepts a connection
+    (within ``deadline_s`` seconds); None if it never did, with an event at
+    ``t_end`` (the trial's end, monotonic seconds) saying why."""
+    def read() -> set[tuple[str, int]] | Exception:
+        try:
+            return stored_writes(lab.dsn(node))
+        except psycopg.OperationalError as exc:
+            return exc
+
+    try:
+        stored, _ = wait_for(read, lambda r: not isinstance(r, Exception), deadline_s, lab.timing.poll_s,
+                             f"writes read from {node}")
+    except WaitTimeout as exc:
+        events.append("trial-writes-unread", t=t_end, node=node, reason=str(exc))
+        return None
+    assert not isinstance(stored, Exception)
+    return stored
 
 
 def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, cadence: Cadence = Cadence()) -> Trial:
@@ -130,9 +155,10 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         time.sleep(max(0.0, probes.t_start + WARMUP_S - time.monotonic()))  # bounded: at most WARMUP_S
         events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old)
         applied = nemesis.apply(scenario.fault(nemesis))
+        min_hold_s = scenario.min_hold_s(timing)
         try:
-            wait_for(lambda: _flowing(probes, applied.t_effect), bool, scenario.hold_s(timing), cadence.write_interval_s * 5,
-                     "writes flowing through a VIP again")
+            wait_for(lambda: _flowing(probes, applied.t_effect) and time.monotonic() - applied.t_effect >= min_hold_s, bool,
+                     scenario.hold_s(timing), cadence.write_interval_s * 5, "writes flowing through a VIP again")
         except WaitTimeout:
             pass  # measured as it is: the metrics say how long writes stopped
         nemesis.heal()
@@ -151,21 +177,21 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         history = probes.stop()
         nemesis.heal()
     t0, t1 = history.meta["probe_window"]
+    stored: set[tuple[str, int]] | None = None
+    if final:
+        stored = _stored_on(lab, final, timing.failover_s, events, t1)
     recorded = events.read() + lab.engine.collect_events(lab.plan, lab.runtime.access(lab.plan))
     history.events = sorted((e for e in recorded if t0 <= e.get("t", 0) <= t1), key=lambda e: e["t"])
-    stored: set[tuple[str, int]] = set()
-    if final:
-        stored = stored_writes(lab.dsn(final))
     history.meta.update({
         "scenario": scenario.name, "trial": index, "lab": lab.plan.name, "engine": lab.plan.engine,
         "old_primary": old, "final_primary": final,
         "database_nodes": [n.name for n in lab.plan.nodes_with(Role.database)],
         "vip_of": {n.name: v.name for n in lab.plan.nodes for v in lab.plan.vips if v.az == n.az},
-        **({"stored": sorted(stored)} if final else {}),
+        **({"stored": sorted(stored)} if stored is not None else {}),
         "timing": timing.__dict__,
     })
     history.save(directory / "history.jsonl")
-    metrics = compute(history, stored if final else None)
+    metrics = compute(history, stored)
     (directory / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
     return Trial(index, directory, history, metrics)
 

@@ -102,6 +102,10 @@ class Timing:
     :param vip_repair_s: from the VIP taken off the primary behind the
         manager's back to the manager putting it back.
     :param poll_s: how often waits poll the cluster.
+    :param quorum_leader_loss_s: from the quorum's leader cut off from every
+        other node to a primary accepting writes again. The primary's manager
+        may lose its store while the quorum elects a new leader and demote
+        itself; None: no longer than ``failover_s``.
     """
 
     start_s: float
@@ -109,6 +113,12 @@ class Timing:
     vip_s: float
     vip_repair_s: float = 0.0
     poll_s: float = 0.2
+    quorum_leader_loss_s: float | None = None
+
+    @property
+    def quorum_leader_loss_bound_s(self) -> float:
+        """:attr:`quorum_leader_loss_s`, or :attr:`failover_s` when the engine gives none, seconds."""
+        return self.failover_s if self.quorum_leader_loss_s is None else self.quorum_leader_loss_s
 
 
 @dataclass(frozen=True)

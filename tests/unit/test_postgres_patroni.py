@@ -27,6 +27,8 @@ def test_patroni_uses_etcd_v2_on_every_quorum_member_and_the_lab_timing():
     assert conf["scope"] == "two-az" and conf["name"] == "pg3"
     dcs = conf["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (10, 2, 4, True)
+    assert dcs["primary_stop_timeout"] == 5  # a demotion is bounded (Patroni's default 0 is not)
+    assert "host replication replicator 127.0.0.1/32 trust" in conf["postgresql"]["pg_hba"]
     assert conf["postgresql"]["listen"] == "0.0.0.0:5432"
     assert conf["postgresql"]["connect_address"] == f"{plan.node('pg3').address}:5432"
     assert conf["postgresql"]["parameters"]["cmlab.node"] == "pg3"
@@ -69,6 +71,10 @@ def test_timing_derives_from_the_parameters():
     plan = two_az()
     t = ENGINE.timing(plan)
     assert t.failover_s == 10 + 2 + 5
+    # demotion path: loop_wait + retry_timeout + primary_stop_timeout + loop_wait, then the margin
+    assert t.quorum_leader_loss_s == 2 + 4 + 5 + 2 + 5
+    slow_stop = load(ROOT / "topologies" / "two-az.yaml", default_registry(), parameters={"primary_stop_timeout": 20})
+    assert ENGINE.timing(slow_stop).quorum_leader_loss_s == 2 + 4 + 20 + 2 + 5
     assert t.start_s > t.failover_s and t.poll_s <= 0.5
 
 

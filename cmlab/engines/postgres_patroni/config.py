@@ -63,7 +63,8 @@ def patroni_yml(plan: LabPlan, node: NodePlan, p: PatroniParameters) -> str:
         "max_connections": 50,
         **p.postgresql,
     }
-    hba = ["local all all trust", "host all all 127.0.0.1/32 trust"]
+    # Patroni reads its own timeline over a local replication connection.
+    hba = ["local all all trust", "host all all 127.0.0.1/32 trust", f"host replication {REPLICATION[0]} 127.0.0.1/32 trust"]
     for s in subnets:
         hba += [f"host replication {REPLICATION[0]} {s} scram-sha-256"]
     hba += ["host all all 0.0.0.0/0 scram-sha-256"]
@@ -80,6 +81,7 @@ def patroni_yml(plan: LabPlan, node: NodePlan, p: PatroniParameters) -> str:
                 "retry_timeout": p.retry_timeout,
                 "maximum_lag_on_failover": p.maximum_lag_on_failover,
                 "primary_start_timeout": p.primary_start_timeout,
+                "primary_stop_timeout": p.primary_stop_timeout,
                 "synchronous_mode": p.synchronous_mode,
                 "synchronous_mode_strict": p.synchronous_mode_strict,
                 "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": pg_params},

@@ -101,6 +101,14 @@ class PostgresPatroni(Engine):
             failover_s=float(p.ttl + p.loop_wait + 5),
             vip_s=vip_s,
             poll_s=min(0.25, p.loop_wait / 4),
+            # When the etcd member the primary's Patroni talks to loses its leader, the
+            # primary may give up on the DCS after retry_timeout (its loop having started
+            # up to loop_wait earlier) and demote, keeping the leader lock; the shutdown
+            # takes up to primary_stop_timeout, and the next loop promotes it again
+            # ("promoted self to leader because I had the session lock"). Or the cut-off
+            # node was the sync standby: its member key expires (ttl) and another is
+            # chosen, as in a failover.
+            quorum_leader_loss_s=float(max(p.ttl + p.loop_wait, 2 * p.loop_wait + p.retry_timeout + p.primary_stop_timeout) + 5),
         )
 
     def dsn(self, plan: LabPlan, host: str) -> str:

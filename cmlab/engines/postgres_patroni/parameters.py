@@ -27,6 +27,14 @@ class PatroniParameters(BaseModel):
     synchronous_mode_strict: bool = Field(default=False, description="block writes when no sync standby is available")
     maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes; laggier replicas stay out of the race")
     primary_start_timeout: int = Field(default=300, ge=0, description="seconds a crashed primary may take to recover in place")
+    # Patroni's default, 0, lets a demoting primary wait on its shutdown for as long as
+    # it takes; with synchronous replication a walsender to a standby that cannot be
+    # reached holds the shutdown checkpoint until wal_sender_timeout (60 s) or the heal,
+    # and the demoting node keeps the leader lock all that time (measured here: a
+    # primary that lost its etcd endpoint stayed in shutdown 22 s, until the heal).
+    primary_stop_timeout: int = Field(default=5, ge=0, description=(
+        "seconds a demoting primary's shutdown may take before Patroni kills the postmaster "
+        "(synchronous mode only; 0 waits for ever)"))
     vip_interval_ms: int = Field(default=250, ge=50, description="vip-manager's etcd poll interval, milliseconds")
     etcd_heartbeat_ms: int = Field(default=100, ge=10, description="etcd heartbeat interval, milliseconds")
     etcd_election_timeout_ms: int = Field(default=1000, ge=50, description="etcd election timeout, milliseconds")

@@ -10,7 +10,9 @@ Record types (the ``type`` key):
 * ``leader``: ``t``, ``dt``, ``leader`` (null: the manager names none);
 * ``role``: ``t``, ``dt``, ``node``, ``role``, ``healthy``, ``followers``;
 * ``vip``: ``t``, ``dt``, ``holders`` (VIP name -> nodes);
-* ``event``: ``t`` and the event's fields (fault-applied, healed, trial marks);
+* ``event``: ``t`` and the event's fields (fault-applied, healed, trial marks:
+  trial-start, trial-not-ready-after-heal, trial-no-primary-after-heal,
+  trial-writes-unread with ``node`` and ``reason``);
 * ``meta``: trial facts (scenario, old primary, cadences, probe CPU...).
 """
 

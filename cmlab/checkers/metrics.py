@@ -182,7 +182,9 @@ def split_brain(writes: list[WriteRec], t0: float = 0.0, join_s: float = SPLIT_B
 
 
 def duplicate_vip(h: History, t0: float = 0.0) -> list[dict[str, Any]]:
-    """Runs of VIP samples in which one VIP was held by more than one node."""
+    """Intervals in which one VIP was held by more than one node: from the
+    first sample showing it to the first sample without it (samples are
+    taken at every change), or to the last sample if it lasted to the end."""
     out: list[dict[str, Any]] = []
     open_: dict[str, dict[str, Any]] = {}
     for t, _, holders in h.vips:
@@ -191,7 +193,9 @@ def duplicate_vip(h: History, t0: float = 0.0) -> list[dict[str, Any]]:
                 run = open_.setdefault(vip, {"vip": vip, "nodes": sorted(nodes), "start": t - t0, "end": t - t0})
                 run["end"] = t - t0
             elif vip in open_:
-                out.append(open_.pop(vip))
+                run = open_.pop(vip)
+                run["end"] = t - t0
+                out.append(run)
     out += open_.values()
     for run in out:
         run["seconds"] = run["end"] - run["start"]

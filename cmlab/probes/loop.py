@@ -5,11 +5,10 @@ and a blocking round trip a few hundred (``ci/bench_probes.py``), so the
 fast probes share one thread. Tasks are non-blocking state machines (the
 writers, :class:`~cmlab.probes.writer.Writer`; an engine's HTTP reading,
 :class:`~cmlab.probes.http_poller.HttpPoller`) and the thread waits in
-``poll(2)`` on all their sockets and deadlines at once. Inline pollers
-(readings that never block, such as the VIP holders read from ``/proc``)
-ride on the same thread. Readings that can block (``docker exec cm_ctl``,
-Patroni's REST API) keep threads of their own
-(:class:`~cmlab.probes.observers.Poller`).
+``poll(2)`` on all their sockets and deadlines at once; the VIP holders
+(:class:`~cmlab.probes.vip_watch.VipWatch`) wake it only when an address
+changes. Readings that can block (``docker exec cm_ctl``) keep threads of
+their own (:class:`~cmlab.probes.observers.Poller`).
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ import select
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from cmlab.probes.observers import Poller
+from typing import Protocol
 
 #: Longest wait in poll(2), seconds: how soon :meth:`ProbeLoop.stop` is seen.
 MAX_WAIT_S = 0.1
@@ -56,15 +52,13 @@ class Task(Protocol):
 
 
 class ProbeLoop:
-    """Drives ``tasks`` and inline ``pollers`` from one thread until :meth:`stop`.
+    """Drives ``tasks`` from one thread until :meth:`stop`.
 
-    :param tasks: non-blocking probes (writers, HTTP readings).
-    :param pollers: pollers whose reading never blocks; run when due.
+    :param tasks: non-blocking probes (writers, HTTP readings, the VIP watch).
     """
 
-    def __init__(self, tasks: Sequence[Task] = (), pollers: Sequence["Poller[Any]"] = (), name: str = "probes") -> None:
+    def __init__(self, tasks: Sequence[Task] = (), name: str = "probes") -> None:
         self.tasks = list(tasks)
-        self.pollers = list(pollers)
         #: CPU seconds the loop's thread used (set when it ends).
         self.cpu_s = 0.0
         self._stop = threading.Event()
@@ -74,8 +68,6 @@ class ProbeLoop:
         now = time.monotonic()
         for t in self.tasks:
             t.begin(now)
-        for p in self.pollers:
-            p.due = now
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -91,9 +83,6 @@ class ProbeLoop:
                 for t in self.tasks:
                     if now >= t.deadline_at:
                         t.on_time(now)
-                for p in self.pollers:
-                    if now >= p.due:
-                        p.poll_once()
                 self._wait()
         finally:
             for t in self.tasks:
@@ -111,9 +100,6 @@ class ProbeLoop:
                 waiting.register(t.fd, t.events)
             if t.deadline_at < next_at:
                 next_at = t.deadline_at
-        for p in self.pollers:
-            if p.due < next_at:
-                next_at = p.due
         timeout_s = max(0.0, next_at - time.monotonic())
         ready = waiting.poll(timeout_s * 1000)
         now = time.monotonic()

@@ -15,8 +15,6 @@ measurement's resolution together with the cadence.
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cmlab.engines.base import Engine, NodeAccess, NodeState
-from cmlab.errors import FaultError
 from cmlab.probes.loop import next_tick
-from cmlab.runtime.docker import DockerRuntime
-from cmlab.runtime.netns import AddressReader
 from cmlab.topology.plan import LabPlan
 
 T = TypeVar("T")
@@ -43,9 +38,8 @@ class Sample(Generic[T]):
 
 
 class Poller(Generic[T]):
-    """Calls ``read`` every ``interval_s`` seconds until :meth:`stop`: in a
-    thread of its own (:meth:`start`), or, when ``read`` never blocks, on a
-    :class:`~cmlab.probes.loop.ProbeLoop` that calls :meth:`poll_once` when due."""
+    """Calls ``read`` every ``interval_s`` seconds, in a thread of its own,
+    from :meth:`start` until :meth:`stop` (for readings that can block)."""
 
     def __init__(self, name: str, read: Callable[[], T], interval_s: float) -> None:
         self.name = name
@@ -96,82 +90,6 @@ def leader_observer(engine: Engine, plan: LabPlan, access: NodeAccess, interval_
 def role_observer(engine: Engine, plan: LabPlan, access: NodeAccess, node: str, interval_s: float) -> Poller[NodeState]:
     n = plan.node(node)
     return Poller(f"role-{node}", lambda: engine.observe_node(plan, n, access), interval_s)
-
-
-class VipWatch:
-    """Reads which nodes hold each VIP. As root it reads each node's routing
-    table from the host (:class:`~cmlab.runtime.netns.AddressReader`: a
-    ``pread`` per node, no wake-up of its own); otherwise it asks ``docker
-    exec ip`` (tens of milliseconds)."""
-
-    #: How often a node that is not running is looked up again, seconds: a
-    #: Docker API call costs milliseconds of CPU, and a node that starts again
-    #: needs seconds before its manager gives it a VIP (Patroni's election and
-    #: vip-manager's loop; CM's promotion and cm_agent's VIP check).
-    LOOKUP_S = 1.0
-
-    def __init__(self, plan: LabPlan, runtime: DockerRuntime) -> None:
-        self.plan = plan
-        self.runtime = runtime
-        self.fast = os.geteuid() == 0
-        self._readers: dict[str, AddressReader] = {}
-        self._looked_up: dict[str, float] = {}
-        self._exits = select.poll()  # the readers' pidfds
-        self._node_of: dict[int, str] = {}
-
-    def holders(self) -> dict[str, list[str]]:
-        if not self.fast:
-            return self.runtime.vip_holders(self.plan)
-        for fd, _ in self._exits.poll(0):  # one call for every node: whose container exited
-            self._drop(self._node_of.get(fd, ""))
-        out: dict[str, list[str]] = {v.name: [] for v in self.plan.vips}
-        for node in self.plan.nodes:
-            vip = self.plan.vip_of_az(node.az)
-            if vip is None:
-                continue
-            if self._holds(node.name, str(vip.address)):
-                out[vip.name].append(node.name)
-        return out
-
-    def _holds(self, node: str, address: str) -> bool:
-        """Whether the node's namespace has ``address`` as a local address
-        (False while the node is not running)."""
-        reader = self._readers.get(node)
-        if reader is None:
-            now = time.monotonic()
-            if now - self._looked_up.get(node, -self.LOOKUP_S) < self.LOOKUP_S:
-                return False
-            self._looked_up[node] = now
-            c = self.runtime.container(self.plan.node(node))
-            if c is None or c.status not in ("running", "paused"):
-                return False
-            try:
-                reader = AddressReader(c)
-            except (FaultError, OSError):
-                return False
-            self._readers[node] = reader
-            self._node_of[reader.pidfd] = node
-            self._exits.register(reader.pidfd, select.POLLIN)
-        try:
-            return reader.read(address)
-        except OSError:
-            self._drop(node)
-            return False
-
-    def _drop(self, node: str) -> None:
-        reader = self._readers.pop(node, None)
-        if reader is not None:
-            self._node_of.pop(reader.pidfd, None)
-            self._exits.unregister(reader.pidfd)
-            reader.close()
-
-    def close(self) -> None:
-        for node in list(self._readers):
-            self._drop(node)
-
-
-def vip_observer(watch: VipWatch, interval_s: float) -> Poller[dict[str, list[str]]]:
-    return Poller("vip", watch.holders, interval_s if watch.fast else max(interval_s, 0.5))
 
 
 def as_json(value: Any) -> Any:

@@ -16,6 +16,7 @@ through ``docker exec cm_ctl``) have a thread each.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ from cmlab.engines.base import Engine, NodeState, Snapshot
 from cmlab.history import History, WriteRec
 from cmlab.probes.http_poller import HttpPoller
 from cmlab.probes.loop import ProbeLoop, Task
-from cmlab.probes.observers import Poller, VipWatch, as_json, leader_observer, role_observer, vip_observer
+from cmlab.probes.observers import Poller, as_json, leader_observer, role_observer
+from cmlab.probes.vip_watch import VipWatch, vip_poller
 from cmlab.probes.writer import Writer
 from cmlab.runtime.docker import DockerRuntime
 from cmlab.topology.plan import LabPlan
@@ -49,8 +51,10 @@ class ProbeSet:
         targets += [(f"node:{n.name}", str(n.address)) for n in plan.nodes_with(Role.database)]
         self.writers = [Writer(engine.dsn(plan, host), name, cadence.write_interval_s, create_table=False,
                                node_identity=engine.node_identity_sql) for name, host in targets]
-        self.vip_watch = VipWatch(plan, runtime)
-        self.vips = vip_observer(self.vip_watch, cadence.fast_interval_s)
+        # As root the VIP holders are told by the nodes' kernels (a wake-up per
+        # change); otherwise asked of Docker in a thread.
+        self.vips: VipWatch | Poller[Any] = (VipWatch(plan, runtime) if os.geteuid() == 0
+                                             else vip_poller(plan, runtime, cadence.fast_interval_s))
         #: The leader's cadence, seconds: the engine may not allow the probes' own.
         self.leader_interval_s = max(cadence.fast_interval_s, engine.min_reading_interval_s)
         role_interval_s = max(cadence.role_interval_s, engine.min_reading_interval_s)
@@ -70,21 +74,21 @@ class ProbeSet:
                                   else role_observer(engine, plan, access, n.name, role_interval_s))
         self.role_interval_s = self.leader_interval_s if snapshot is not None else role_interval_s
         tasks: list[Task] = [*self.writers]
+        if isinstance(self.vips, VipWatch):
+            tasks.append(self.vips)
         self._threads: list[Poller] = []  # readings that can block: a thread each
         for o in (self.leader, *self.roles):
             if isinstance(o, HttpPoller):
                 tasks.append(o)
             else:
                 self._threads.append(o)
-        # Inline only when the VIP reading cannot block (root reads /proc).
-        inline = [self.vips] if self.vip_watch.fast else []
-        if not inline:
+        if isinstance(self.vips, Poller):
             self._threads.append(self.vips)
-        self.loop = ProbeLoop(tasks, inline, name=plan.name)
+        self.loop = ProbeLoop(tasks, name=plan.name)
         self.t_start = self.t_stop = 0.0
 
     @property
-    def observers(self) -> list[Poller | HttpPoller]:
+    def observers(self) -> list[Poller | HttpPoller | VipWatch]:
         """Every observer, wherever it runs."""
         return [self.leader, self.vips, *self.roles]
 
@@ -105,7 +109,6 @@ class ProbeSet:
         for p in self._threads:
             p.stop()
         self.t_stop = time.monotonic()
-        self.vip_watch.close()
         h = History()
         for w in self.writers:
             h.writes += [WriteRec(w.name, x.seq, x.sent, x.acked, x.node, x.error, x.unknown) for x in w.writes]
@@ -124,8 +127,9 @@ class ProbeSet:
         h.meta.update({
             "cadence": {"write_s": self.cadence.write_interval_s, "fast_s": self.cadence.fast_interval_s,
                         "leader_s": self.leader_interval_s, "role_s": self.role_interval_s,
-                        "vip_s": self.vips.interval_s},
-            "vip_reading": "the node namespace's fib_trie, from the host" if self.vip_watch.fast else "docker exec ip",
+                        "vip_s": 0.0 if isinstance(self.vips, VipWatch) else self.vips.interval_s},
+            "vip_reading": ("each node namespace's address changes (rtnetlink) and fib_trie, from the host"
+                            if isinstance(self.vips, VipWatch) else "docker exec ip"),
             "probe_cpu_percent_of_one_core": round(100 * cpu / wall, 2),
             "probe_window": [self.t_start, self.t_stop],
         })

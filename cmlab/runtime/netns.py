@@ -7,8 +7,12 @@ need neither the tools nor the capabilities. This needs root on the host.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -107,25 +111,80 @@ def is_local(fib_trie: bytes, address: str) -> bool:
     return False
 
 
+#: setns(2) flag of a network namespace (linux/sched.h).
+_CLONE_NEWNET = 0x40000000
+#: rtnetlink multicast group of IPv4 address changes (linux/rtnetlink.h RTMGRP_IPV4_IFADDR).
+_RTMGRP_IPV4_IFADDR = 0x10
+
+
+def address_change_socket(netns_path: str) -> socket.socket:
+    """A non-blocking rtnetlink socket inside the namespace at ``netns_path``,
+    readable whenever an IPv4 address is added or removed there.
+
+    A socket belongs to the namespace it was made in, so a short-lived thread
+    enters the namespace (setns(2) acts on the calling thread only), makes
+    it, and ends; the socket is then read from any thread.
+
+    :raises OSError: the namespace cannot be entered (not root, gone).
+    """
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc().setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns_path}: {os.strerror(err)}")
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                     socket.NETLINK_ROUTE)
+                sock.bind((0, _RTMGRP_IPV4_IFADDR))
+                made.append(sock)
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            made.append(exc)
+
+    worker = threading.Thread(target=make, name="netns-socket", daemon=True)
+    worker.start()
+    worker.join()
+    result = made[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 class AddressReader:
-    """Asks, as often as every 20 ms, whether addresses are local to a running
-    container's namespace: one ``pread`` of its ``fib_trie`` held open. A file
-    held open goes on reading the namespace of a dead container, VIP included,
-    so the caller polls :attr:`pidfd` (readable once the container's init has
-    exited) before it trusts :meth:`read`.
+    """Tells whether addresses are local to a running container's namespace,
+    and when that may have changed.
+
+    * :meth:`read`: one ``pread`` of the namespace's ``fib_trie``, held open;
+    * :attr:`changes_fd`: an rtnetlink socket in the namespace, readable when
+      an IPv4 address there is added or removed (:meth:`drain` empties it);
+    * :attr:`pidfd`: readable once the container's init has exited. A file or
+      socket held open keeps a dead container's namespace, VIP included, so
+      the caller polls this before it trusts :meth:`read`, and then closes.
 
     :raises FaultError: the container is not running.
-    :raises OSError: its process is already gone.
+    :raises OSError: its process is already gone, or its namespace cannot be entered.
     """
 
     def __init__(self, container: Container) -> None:
         ns = ContainerNetns(container)
         self.pid = ns.pid
-        self._fib = os.open(f"/proc/{ns.pid}/net/fib_trie", os.O_RDONLY | os.O_CLOEXEC)
+        self._fib = self._pidfd = -1
+        self._changes: socket.socket | None = None
         try:
+            # The change socket first: a change after it exists is never missed by a read.
+            self._changes = address_change_socket(ns.path)
+            self._fib = os.open(f"/proc/{ns.pid}/net/fib_trie", os.O_RDONLY | os.O_CLOEXEC)
             self._pidfd = os.pidfd_open(ns.pid)
         except OSError:
-            os.close(self._fib)
+            self.close()
             raise
         self._size = 16384
         if not ns.current():  # the PID was reused before the pidfd was taken
@@ -136,6 +195,25 @@ class AddressReader:
     def pidfd(self) -> int:
         """Readable once the container's init has exited (poll it with others)."""
         return self._pidfd
+
+    @property
+    def changes_fd(self) -> int:
+        """Readable when an IPv4 address of the namespace changed."""
+        assert self._changes is not None
+        return self._changes.fileno()
+
+    def drain(self) -> None:
+        """Read every pending change notice (their content is not needed: the
+        caller reads the table again). An overrun (ENOBUFS) means changes too."""
+        assert self._changes is not None
+        while True:
+            try:
+                self._changes.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
 
     def read(self, address: str) -> bool:
         """Whether ``address`` is local to the namespace (as of the last poll of :attr:`pidfd`)."""
@@ -151,6 +229,9 @@ class AddressReader:
                 with suppress(OSError):
                     os.close(fd)
         self._fib = self._pidfd = -1
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
 
 
 @contextmanager

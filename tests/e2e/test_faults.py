@@ -243,9 +243,34 @@ def test_vip_remove_takes_it_off_the_holder(lab: Lab):
     assert primary not in lab.runtime.vip_holders(lab.plan)[vip.name]
 
 
+def test_the_vip_watch_is_told_of_a_vip_removed_and_put_back_as_it_happens(lab: Lab):
+    from cmlab.probes.loop import ProbeLoop
+    from cmlab.probes.vip_watch import VipWatch
+
+    nemesis = lab.nemesis()
+    primary, vip, _ = primary_vip_and_other(lab)
+    # No periodic reading during the test: whatever it records comes from the kernels' notices.
+    watch = VipWatch(lab.plan, lab.runtime, refresh_s=60.0)
+    loop = ProbeLoop([watch], name="vip-watch-test")
+    loop.start()
+    try:
+        assert watch.samples and watch.samples[-1].value[vip.name] == [primary]
+        applied = nemesis.apply(nemesis.vip_remove(vip.name))
+        gone, _ = wait_for(lambda: [s for s in watch.samples if primary not in s.value[vip.name]], bool, 2.0, 0.02,
+                           "a VIP sample without the primary")
+        assert gone[0].t - applied.t_effect < 0.2, "seen when it happened, not at a later reading"
+        # The manager puts it back (vip-manager's own check); the watch is told of that too.
+        back, _ = wait_for(lambda: [s for s in watch.samples if s.t > gone[0].t and s.value[vip.name] == [primary]], bool,
+                           lab.timing.vip_repair_s, 0.1, "the VIP back on the primary")
+        assert len(watch.samples) < 20, "a sample per change, not one per tick"
+    finally:
+        loop.stop()
+    assert watch._readers == {}, "stopping the loop closed every namespace handle"
+
+
 def test_vip_flap_toggles_in_the_background_and_stops_with_the_vip_as_it_was(lab: Lab):
     from cmlab.events import EventLog
-    from cmlab.probes.observers import VipWatch
+    from cmlab.probes.vip_watch import VipWatch
 
     nemesis = lab.nemesis()
     primary, vip, other = primary_vip_and_other(lab)

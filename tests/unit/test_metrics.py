@@ -77,6 +77,8 @@ def test_two_nodes_acknowledging_at_once_is_split_brain():
 def test_a_vip_on_two_nodes_is_a_duplicate_interval():
     runs = duplicate_vip(history(), 10.0)
     assert len(runs) == 1 and runs[0]["nodes"] == ["pg1", "pg2"] and runs[0]["start"] == pytest.approx(4.2)
+    # samples come at every change: the interval lasts until the sample that no longer shows it
+    assert runs[0]["end"] == pytest.approx(4.3) and runs[0]["seconds"] == pytest.approx(0.1)
 
 
 def test_the_rto_assertion_shows_the_timeline():

@@ -21,7 +21,7 @@ import docker
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
-from cmlab.errors import LabError, WaitTimeout
+from cmlab.errors import EngineError, LabError, WaitTimeout
 from cmlab.images.build import ImageBuilder
 from cmlab.progress import Progress, Quiet, log
 from cmlab.state import remove_lab_state
@@ -312,14 +312,42 @@ class Lab:
                                    deadline_s, self.timing.poll_s, "new primary", lambda c: f"primaries {c.primaries}")
         return cluster.primaries[0], waited
 
+    def settled_primary(self, deadline_s: float) -> str:
+        """The node the manager names primary (a quorum read) that also says,
+        itself, that it is a running primary (a demoting one still says
+        "primary" while it shuts down).
+
+        :param deadline_s: seconds.
+        :raises WaitTimeout: none within ``deadline_s`` (say, the quorum is
+            electing a leader and cannot be read).
+        """
+        access = self.runtime.access(self.plan)
+
+        def read() -> str | None:
+            try:
+                leader = self.engine.leader(self.plan, access)
+            except EngineError:
+                return None
+            if not leader:
+                return None
+            state = self.engine.observe_node(self.plan, self.plan.node(leader), access)
+            return leader if state.role is NodeRole.primary and state.healthy else None
+
+        leader, _ = wait_for(read, lambda x: x is not None, deadline_s, self.timing.poll_s, "settled primary")
+        assert leader is not None
+        return leader
+
     def switchover(self, candidate: str) -> LabStatus:
         """Move the primary to ``candidate`` through the manager, and wait until
         the cluster is ready with it as primary (deadline: the engine's start
-        deadline, seconds).
+        deadline, seconds). It first waits, at most the engine's failover
+        time, for a primary the manager can name: after a heal the quorum may
+        still be electing its leader.
 
         :raises EngineError: the manager refused.
         :raises WaitTimeout: not done in time.
         """
+        self.settled_primary(self.timing.failover_s)
         self.engine.switchover(self.plan, self.runtime.access(self.plan), candidate)
         status, _ = wait_for(self.status, lambda s: s.ready and s.primary == candidate, self.timing.start_s,
                              self.timing.poll_s, f"{candidate} as the ready primary", lambda s: s.not_ready or f"primary {s.primary}")

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from cmlab.checkers.metrics import TrialMetrics, compute
-from cmlab.engines.base import NodeRole
-from cmlab.errors import CmlabError, EngineError, WaitTimeout
+from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
 from cmlab.history import History
 from cmlab.probes.probeset import Cadence, ProbeSet
@@ -81,29 +80,6 @@ def _flowing(probes: ProbeSet, since: float) -> bool:
         if acked_after and recent and all(x.acked is not None for x in recent) and now - since >= RECOVERED_FLOW_S:
             return True
     return False
-
-
-def settled_primary(lab: "Lab", deadline_s: float) -> str:
-    """The node the manager names primary that also reports itself primary.
-
-    :raises WaitTimeout: none within ``deadline_s`` seconds.
-    """
-    access = lab.runtime.access(lab.plan)
-
-    def read() -> str | None:
-        try:
-            leader = lab.engine.leader(lab.plan, access)
-        except EngineError:
-            return None
-        if not leader:
-            return None
-        state = lab.engine.observe_node(lab.plan, lab.plan.node(leader), access)
-        # A demoting primary still says "primary" while it shuts down; healthy means running.
-        return leader if state.role is NodeRole.primary and state.healthy else None
-
-    leader, _ = wait_for(read, lambda x: x is not None, deadline_s, lab.timing.poll_s, "settled primary")
-    assert leader is not None
-    return leader
 
 
 def _stored_on(lab: "Lab", node: str, deadline_s: float, events: EventLog, t_end: float) -> set[tuple[str, int]] | None:
@@ -169,7 +145,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         except WaitTimeout as exc:
             events.append("trial-not-ready-after-heal", reason=str(exc))
         try:
-            final = settled_primary(lab, timing.failover_s)
+            final = lab.settled_primary(timing.failover_s)
         except WaitTimeout as exc:
             events.append("trial-no-primary-after-heal", reason=str(exc))
         time.sleep(WARMUP_S)  # let the probes see the settled cluster; bounded, part of the trial's shape

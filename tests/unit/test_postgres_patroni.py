@@ -42,6 +42,7 @@ def test_etcd_runs_only_on_quorum_nodes_with_v2_enabled():
         assert "[program:patroni]" in conf
     cmd = config.etcd_command(plan, plan.node("pg1"), ENGINE.params(plan))
     assert "--enable-v2=true" in cmd
+    assert "--pre-vote=true" in cmd  # a healed member does not depose the leader
     assert any(a.startswith("--initial-cluster=pg1=http://") and "pg4=http://" in a for a in cmd)
 
 

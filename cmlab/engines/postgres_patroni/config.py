@@ -123,6 +123,7 @@ def etcd_command(plan: LabPlan, node: NodePlan, p: PatroniParameters) -> list[st
         f"--initial-cluster-token=cmlab-{plan.name}-{plan.digest}",
         f"--heartbeat-interval={p.etcd_heartbeat_ms}",
         f"--election-timeout={p.etcd_election_timeout_ms}",
+        f"--pre-vote={'true' if p.etcd_pre_vote else 'false'}",
         "--enable-v2=true",
     ]
 

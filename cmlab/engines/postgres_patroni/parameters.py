@@ -38,6 +38,11 @@ class PatroniParameters(BaseModel):
     vip_interval_ms: int = Field(default=250, ge=50, description="vip-manager's etcd poll interval, milliseconds")
     etcd_heartbeat_ms: int = Field(default=100, ge=10, description="etcd heartbeat interval, milliseconds")
     etcd_election_timeout_ms: int = Field(default=1000, ge=50, description="etcd election timeout, milliseconds")
+    # etcd 3.4 (Debian 12) has pre-vote off; 3.5 turned it on by default. Without it a
+    # member cut away keeps raising its term, and when it is healed it deposes the
+    # leader: an election (quorum reads fail for about a second) after every heal.
+    etcd_pre_vote: bool = Field(default=True, description=(
+        "etcd's pre-vote phase, so a member that comes back from a partition does not depose the leader"))
     postgresql: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra postgresql.conf parameters"
     )

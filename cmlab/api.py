@@ -33,6 +33,9 @@ from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
 from cmlab.wait import wait_for
 
+#: How many lines of a dead node's log an error shows.
+LOG_TAIL_LINES = 30
+
 if TYPE_CHECKING:
     from cmlab.faults.nemesis import Nemesis
 
@@ -193,13 +196,31 @@ class Lab:
             return None
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
             try:
-                status = self.wait_ready(self.timing.start_s)
+                status, _ = wait_for(self._starting_status, lambda s: s.ready, self.timing.start_s, self.timing.poll_s,
+                                     "ready cluster", lambda s: s.not_ready)
             except WaitTimeout as exc:
                 raise WaitTimeout(f"{exc}\nthe lab is left up for inspection (`cmlab status {self.plan.name}`, "
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
         assert status.primary is not None
         self.engine.prepare_clients(self.plan, self.runtime.access(self.plan), status.primary)
         return status
+
+    def _starting_status(self) -> LabStatus:
+        """:meth:`status`, while the lab starts: a node whose container has
+        exited will not come up, so the wait ends at once with its log.
+
+        :raises LabError: a node's container is not running (its log's tail
+            in the message; the lab is left for inspection).
+        """
+        access = self.runtime.access(self.plan)
+        dead = [n for n in self.plan.nodes if not access.running(n)]
+        if dead:
+            tail = self.logs(dead[0].name, tail=LOG_TAIL_LINES).rstrip() if self.runtime.container(dead[0]) else "(no container)"
+            raise LabError(f"node(s) {', '.join(n.name for n in dead)} stopped while the lab was starting, so it cannot "
+                           f"become ready; the last {LOG_TAIL_LINES} lines of {dead[0].name}'s log:\n{tail}\n"
+                           f"the lab is left up for inspection (`cmlab logs {self.plan.name} {dead[0].name}`); "
+                           f"`cmlab down {self.plan.name}` removes it")
+        return self.status()
 
     def _create(self, image: str, router_image: str) -> None:
         """Create and start every object of the lab; on failure remove what was made."""

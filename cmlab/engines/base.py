@@ -269,6 +269,9 @@ class Engine(ABC):
     recipe: ClassVar[ImageRecipe]
     #: SQL expression with which a database node names itself in the probes' rows.
     node_identity_sql: ClassVar[str] = "current_setting('cmlab.node', true)"
+    #: Open files a process of the engine insists on (None: no demand), and what
+    #: the engine does on a host whose Docker daemon allows fewer (``cmlab doctor``).
+    open_files_wanted: ClassVar[tuple[int, str] | None] = None
 
     def resolve_parameters(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
         """Validate ``parameters:`` and fill in defaults.

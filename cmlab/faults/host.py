@@ -99,11 +99,31 @@ def capabilities() -> dict[str, Capability]:
     for name, enables in (("nft", "partitions and packet loss"), ("tbf", "bandwidth limits"), ("netem", "delay and jitter")):
         ok, detail = probed[name]
         caps.append(Capability(name, ok, detail, enables))
+    caps.append(_open_files())
     loop = Path("/dev/loop-control").exists()
     caps.append(Capability("loop", loop, "/dev/loop-control present" if loop else "no /dev/loop-control (modprobe loop)", "voting and shared disks"))
     v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     caps.append(Capability("cgroup2", v2, "cgroup v2" if v2 else "cgroup v1", "informational: pause and freeze work on both"))
     return {c.name: c for c in caps}
+
+
+def _open_files() -> Capability:
+    """The Docker daemon's cap on a container's open files, against what each
+    engine's processes insist on (:attr:`Engine.open_files_wanted`)."""
+    from cmlab.engines.registry import default_registry
+    from cmlab.runtime.docker import daemon_hard_limit
+
+    cap = daemon_hard_limit("nofile")
+    if cap is None:
+        return Capability("open-files", True, "the Docker daemon's limit cannot be read (no dockerd on this host)", "informational")
+    registry = default_registry()
+    demands = {name: registry.get(name).open_files_wanted for name in registry.names()}
+    short = {name: d for name, d in demands.items() if d is not None and d[0] > cap}
+    if not short:
+        return Capability("open-files", True, f"containers may open {cap} files", "every engine's processes")
+    detail = "; ".join(f"{name} wants {want}: {fallback}" for name, (want, fallback) in short.items())
+    return Capability("open-files", False, f"the Docker daemon caps containers at {cap} open files; {detail} "
+                      "(raise LimitNOFILE of docker.service to lift the cap)", "every engine's processes as their manager runs them")
 
 
 def require(names: frozenset[str], what: str) -> None:

@@ -246,7 +246,23 @@ def test_a_server_package_needs_its_cm_package(tmp_path):
     with pytest.raises(ImageBuildError, match="without CM"):
         inspect(server)
     cm = tarball(tmp_path / "openGauss-CM-6.0.2-x86_64.tar.gz", {"bin/cm_ctl": b"x"})
-    assert inspect(server, cm).kind == "separate"
+    with pytest.raises(ImageBuildError, match="holds no OM: also give the OM package"):
+        inspect(server, cm)
+    om = tarball(tmp_path / "openGauss-OM-6.0.2-x86_64.tar.gz", {"script/gs_om": b"x"})
+    found = inspect(server, cm, om_package=om)
+    assert found.kind == "separate" and found.om == om
+
+
+def test_an_all_package_without_om_and_an_om_that_is_not_one_are_refused(tmp_path):
+    pkg = tarball(tmp_path / "openGauss-All-6.0.0.tar.gz", {"openGauss-Server-6.0.0.tar.bz2": b"s", "openGauss-CM-6.0.0.tar.gz": b"c"})
+    with pytest.raises(ImageBuildError, match="holds no openGauss-OM"):
+        inspect(pkg)
+    junk = tarball(tmp_path / "tools.tar.gz", {"README": b"x"})
+    with pytest.raises(ImageBuildError, match="not an OM package .no script/gs_om inside"):
+        inspect(pkg, om_package=junk)
+    (tmp_path / "om").mkdir()
+    with pytest.raises(ImageBuildError, match="an OM directory needs script/gs_om"):
+        inspect(pkg, om_package=tmp_path / "om")
 
 
 def test_an_install_tree_needs_the_cm_binaries(tmp_path):
@@ -257,7 +273,13 @@ def test_an_install_tree_needs_the_cm_binaries(tmp_path):
         inspect(tmp_path)
     for b in ("cm_agent", "cm_server", "om_monitor"):
         (tmp_path / "bin" / b).write_text("")
-    assert inspect(tmp_path).kind == "tree"
+    with pytest.raises(ImageBuildError, match="an install tree.* holds no OM"):
+        inspect(tmp_path)
+    om = tmp_path / "om" / "script"
+    om.mkdir(parents=True)
+    (om / "gs_om").write_text("")
+    found = inspect(tmp_path, om_package=om.parent)
+    assert found.kind == "tree" and found.om == om.parent
 
 
 def test_a_wrong_layout_or_no_package_says_what_was_expected(tmp_path):

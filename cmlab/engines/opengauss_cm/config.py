@@ -67,9 +67,10 @@ def cluster_xml(plan: LabPlan, p: CmParameters) -> str:
     param(cluster, "corePath", CORE)
     param(cluster, "clusterType", "single-inst")
     param(cluster, "backIp1s", ",".join(str(n.address) for n in plan.nodes))
-    vip_index = {v.name: i + 1 for i, v in enumerate(plan.vips)}
-    for v in plan.vips:
-        param(cluster, f"floatIp{vip_index[v.name]}", v.address)
+    # No floatIpN / floatIpMap1: OM 6.0.0 checks every floatIpMap1 entry as an IP address
+    # (openGauss-OM DbClusterInfo.compress_ips; GAUSS-50603 on the documented "floatIp1,..." form,
+    # seen on the real binaries), and the static config it makes carries no float IP. CM reads its
+    # VIPs from cm_resource.json (resource_json below), as `cm_ctl res --add` writes it.
 
     dns = database_nodes(plan, p)
     cms = plan.nodes_with(Role.quorum)
@@ -91,9 +92,6 @@ def cluster_xml(plan: LabPlan, p: CmParameters) -> str:
             param(dev, "dataNode1", ",".join([DN_DIR, *standbys]))
             param(dev, "dataNode1_syncNum", p.sync_num)
             param(dev, "dataListenIp1", ",".join(str(d.address) for d in dns))
-            if plan.vips:
-                mapping = [f"floatIp{vip_index[v.name]}" if (v := plan.vip_of_az(d.az)) else "" for d in dns]
-                param(dev, "floatIpMap1", ",".join(mapping))
             param(dev, "cmsNum", 1)
             param(dev, "cmServerPortBase", p.cm_server_port)
             param(dev, "cmServerlevel", 1)

@@ -11,6 +11,7 @@ stand-in executables only record their calls, not yet with real packages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -23,7 +24,7 @@ from cmlab.engines.base import (BuildInputs, ClusterState, ContainerSpec, Engine
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, parse
-from cmlab.engines.opengauss_cm.package import inspect as inspect_package
+from cmlab.engines.opengauss_cm.package import OpenGaussInputs, inspect as inspect_package
 from cmlab.engines.opengauss_cm.show import CmShow, parse_show
 from cmlab.errors import EngineError, ImageBuildError, Issue, LabError
 from cmlab.images.build import folder_digest
@@ -39,6 +40,21 @@ OMM_UID = 70  # the community image's omm user (uid/gid 70)
 PASSWORD = "Cmlab@123"
 
 
+#: Build-context names of the inputs, in the order :func:`inspect_package` returns their paths.
+_INPUT_NAMES = {"all": ("package.tar",), "separate": ("server.tar", "cm.tar"), "tree": ("tree",)}
+
+
+def _inputs(p: CmParameters) -> OpenGaussInputs:
+    """The user's openGauss inputs (parameters, else CMLAB_OPENGAUSS_PACKAGE and CMLAB_OPENGAUSS_OM), checked.
+
+    :raises ImageBuildError: as :func:`cmlab.engines.opengauss_cm.package.inspect`.
+    """
+    given = p.package or os.environ.get("CMLAB_OPENGAUSS_PACKAGE")
+    om = p.om_package or os.environ.get("CMLAB_OPENGAUSS_OM")
+    return inspect_package(Path(given) if given else None, Path(p.cm_package) if p.cm_package else None,
+                           p.package_sha256, p.cm_package_sha256, Path(om) if om else None, p.om_package_sha256)
+
+
 class OpenGaussCm(Engine):
     name = "opengauss-cm"
     summary = "openGauss + Cluster Manager (needs the user's openGauss packages, or an image that holds them)"
@@ -50,6 +66,9 @@ class OpenGaussCm(Engine):
     recipe = ImageRecipe(name="opengauss-cm", folder="opengauss-cm")
     #: The DN's node name (gs_initdb --nodename); openGauss has no two-argument current_setting.
     node_identity_sql = "pgxc_node_str()"
+    #: om_monitor refuses to start below 640000 open files (CM/src/cm_monitor/monitor_main.cpp:
+    #: LIMIT_OPEN_FILE); cmlab-cm-start reads the number from CMLAB_CM_MONITOR_OPEN_FILES.
+    open_files_wanted = (640000, "om_monitor cannot run, so each node's start script keeps cm_agent alive as om_monitor would")
 
     def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:
         p = CmParameters.model_validate(params)
@@ -120,7 +139,7 @@ class OpenGaussCm(Engine):
                 issues.append(Issue(f"parameters.{key}", f"'{value}' is not an absolute path", "give the path inside base_image, from /"))
         if p.package:
             try:
-                inspect_package(Path(p.package), Path(p.cm_package) if p.cm_package else None, p.package_sha256, p.cm_package_sha256)
+                _inputs(p)
             except ImageBuildError as exc:
                 issues.append(Issue("parameters.package", str(exc), "point it at the openGauss release package or install tree"))
         if p.dn_arbitrate_mode == "share_disk" and not (p.voting_disk and p.share_disk):
@@ -137,17 +156,14 @@ class OpenGaussCm(Engine):
         if p.installed_gausshome and p.installed_gphome:
             return BuildInputs(args={"CMLAB_INPUT_KIND": "installed", "CMLAB_GAUSSHOME": p.installed_gausshome,
                                      "CMLAB_GPHOME": p.installed_gphome}, base_image=p.base_image)
-        given = p.package or os.environ.get("CMLAB_OPENGAUSS_PACKAGE")
-        found = inspect_package(Path(given) if given else None, Path(p.cm_package) if p.cm_package else None,
-                                p.package_sha256, p.cm_package_sha256)
-        if found.kind == "tree":
-            return BuildInputs({"inputs/tree": found.paths[0]}, {"CMLAB_INPUT_KIND": "tree"}, folder_digest(found.paths[0]),
-                               base_image=p.base_image)
-        if found.kind == "all":
-            return BuildInputs({"inputs/package.tar": found.paths[0]}, {"CMLAB_INPUT_KIND": "all"}, found.digest,
-                               base_image=p.base_image)
-        return BuildInputs({"inputs/server.tar": found.paths[0], "inputs/cm.tar": found.paths[1]},
-                           {"CMLAB_INPUT_KIND": "separate"}, found.digest, base_image=p.base_image)
+        found = _inputs(p)
+        files = {f"inputs/{name}": path for name, path in zip(_INPUT_NAMES[found.kind], found.paths)}
+        if found.om is not None:
+            files["inputs/om" if found.om.is_dir() else "inputs/om.tar"] = found.om
+        # package.py hashes the files; a directory's contents are hashed here.
+        dirs = [d for d in (*found.paths, found.om) if d is not None and d.is_dir()]
+        digest = hashlib.sha256("".join([found.digest, *map(folder_digest, dirs)]).encode()).hexdigest() if dirs else found.digest
+        return BuildInputs(files, {"CMLAB_INPUT_KIND": found.kind}, digest, base_image=p.base_image)
 
     def container(self, plan: LabPlan, node: NodePlan) -> ContainerSpec:
         p = CmParameters.model_validate(plan.parameters)
@@ -162,6 +178,7 @@ class OpenGaussCm(Engine):
             env={"CMLAB_CM_NODE_ID": str(config.node_id(plan, node.name)),
                  "CMLAB_CM_DATABASE": "1" if node.has(Role.database) else "0",
                  "CMLAB_CM_DN_PORT": str(p.dn_port), "CMLAB_CM_PORT": str(p.cm_server_port),
+                 "CMLAB_CM_MONITOR_OPEN_FILES": str(self.open_files_wanted[0]),
                  "GS_PASSWORD": PASSWORD},
             files=files,
             volumes={"/var/lib/opengauss": "opengauss"},

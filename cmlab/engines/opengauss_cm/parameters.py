@@ -21,6 +21,9 @@ class CmParameters(BaseModel):
     package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 the package must have")
     cm_package: str | None = Field(default=None, description="the CM package, when the server package comes alone")
     cm_package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    om_package: str | None = Field(default=None, description="OM (openGauss-OM-*.tar.gz, or a directory with script/gs_om), "
+                                   "with a server package or an install tree (CMLAB_OPENGAUSS_OM otherwise)")
+    om_package_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     base_image: str | None = Field(default=None, description="an image to build on instead of cmlab's Debian base: "
                                    "openEuler, CentOS or Debian, already here (docker pull or docker load it first)")
     installed_gausshome: str | None = Field(default=None, description="base_image already holds openGauss and CM: their "

@@ -22,6 +22,7 @@ import yaml
 from cmlab.api import Lab
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.runtime.docker import daemon_hard_limit
 from cmlab.wait import wait_for
 
 from .conftest import ROOT, assert_lab_gone
@@ -81,6 +82,14 @@ def synthetic_all_package(path: Path) -> Path:
     return path
 
 
+def kept_alive(lab: Lab) -> str:
+    """The process the start script keeps alive: om_monitor where the Docker daemon lets a
+    container open the files it insists on; elsewhere cm_agent, as om_monitor would."""
+    cap = daemon_hard_limit("nofile")
+    wanted, _ = lab.engine.open_files_wanted
+    return "om_monitor" if cap is None or cap >= wanted else "cm_agent"
+
+
 @pytest.fixture
 def lab(docker_client, tmp_path):
     package = synthetic_all_package(tmp_path / "openGauss-All-0.0.0-synthetic.tar.gz")
@@ -105,12 +114,17 @@ def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_
         _, out = lab.exec(node, ["cat", "/var/lib/opengauss/calls.log"])
         return [line for line in out.splitlines() if line and not line.startswith("cat:")]
 
+    keeper = kept_alive(lab)
     for node in lab.plan.nodes:
-        seen, _ = wait_for(lambda: calls(node.name), lambda c: any(x.startswith("om_monitor") for x in c), 60, 0.5,
-                           f"om_monitor started on {node.name}")
+        seen, _ = wait_for(lambda: calls(node.name), lambda c: any(x.startswith(keeper) for x in c), 60, 0.5,
+                           f"{keeper} started on {node.name}")
         names = [c.split()[0] for c in seen]
         n_set = len(config.set_commands(lab.plan, p, node.name))
-        assert names[:3 + n_set] == ["gs_initdb", "gs_om", *(["cm_ctl"] * n_set), "om_monitor"][:3 + n_set], seen
+        assert names[:3 + n_set] == ["gs_initdb", "gs_om", *(["cm_ctl"] * n_set), keeper], seen
+        if keeper == "cm_agent":
+            assert seen[2 + n_set] == "cm_agent abnormal"
+        _, said = lab.exec(node.name, ["cat", "/var/lib/opengauss/cmlab-keeper"])
+        assert said.split()[0] == ("om_monitor" if keeper == "om_monitor" else "cmlab"), said
         assert seen[0] == f"gs_initdb -D {config.DN_DIR} --nodename={node.name} -w Cmlab@123"
         assert seen[1] == "gs_om -t generateconf -X /home/omm/cluster.xml"
         nid = str(config.node_id(lab.plan, node.name))
@@ -121,6 +135,12 @@ def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_
         assert out.strip() == "omm"
     code, out = lab.exec("og1", ["cat", "/etc/cmlab/packages.txt"])
     assert "input: All package (openGauss-Server-0.0.0-synthetic.tar.bz2" in out
+    _, env = lab.exec("og1", ["runuser", "-u", "omm", "--", "env", "-i", "HOME=/home/omm", "bash", "-c",
+                                 "source ~/.bashrc; echo $GAUSS_ENV $PGHOST $GAUSSHOME"])
+    assert env.split() == ["2", "/var/lib/opengauss/tmp", "/usr/local/opengauss/app"], \
+        "OM sources omm's .bashrc from a non-interactive shell: the environment must come before Debian's early return"
+    _, sh = lab.exec("og1", ["readlink", "-f", "/bin/sh"])
+    assert sh.strip() == "/usr/bin/bash", "OM runs `source` through /bin/sh"
 
 
 def test_omm_login_environment_finds_the_cm_tools(lab: Lab):
@@ -185,8 +205,9 @@ def test_a_base_image_that_holds_opengauss_needs_no_package(docker_client, tmp_p
     try:
         lab.up(wait=False)
         engine_image = lab.runtime.container(lab.plan.nodes[0]).image.id
-        seen, _ = wait_for(lambda: lab.exec("og1", ["cat", "/var/lib/opengauss/calls.log"])[1], lambda c: "om_monitor" in c,
-                           60, 0.5, "om_monitor started from the image's own install")
+        keeper = kept_alive(lab)
+        seen, _ = wait_for(lambda: lab.exec("og1", ["cat", "/var/lib/opengauss/calls.log"])[1], lambda c: keeper in c,
+                           60, 0.5, f"{keeper} started from the image's own install")
         assert seen.splitlines()[0].startswith("gs_initdb -D")
         code, out = lab.exec("og1", ["cat", "/etc/cmlab/packages.txt"])
         assert "input: installed in the base image (GAUSSHOME /opt/og/app, GPHOME /opt/og/tools)" in out

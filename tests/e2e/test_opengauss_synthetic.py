@@ -42,8 +42,13 @@ STANDINS = {
         "share/config/cm_server.conf.sample": "instance_heartbeat_timeout = 6\n",
     },
     "om": {
-        "script/gs_om": RECORD + 'mkdir -p "$GPHOME/script/static_config_files"\n'
-                         'touch "$GPHOME/script/static_config_files/cluster_static_config_$(hostname)"\n',
+        # OM is Python: cmlab-gs-om runs script/gs_om in its own interpreter.
+        "script/gs_om": ("import os, socket, sys\n"
+                         "with open('/var/lib/opengauss/calls.log', 'a') as f:\n"
+                         "    f.write(' '.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + '\\n')\n"
+                         "d = os.path.join(os.environ['GPHOME'], 'script', 'static_config_files')\n"
+                         "os.makedirs(d, exist_ok=True)\n"
+                         "open(os.path.join(d, 'cluster_static_config_' + socket.gethostname()), 'w').close()\n"),
     },
 }
 

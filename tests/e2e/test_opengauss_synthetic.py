@@ -32,7 +32,7 @@ pytestmark = pytest.mark.docker
 RECORD = '#!/bin/sh\necho "$(basename "$0") $*" >> /var/lib/opengauss/calls.log\n'
 STANDINS = {
     "server": {
-        "bin/gaussdb": RECORD, "bin/gs_ctl": RECORD,
+        "bin/gaussdb": RECORD, "bin/gs_ctl": RECORD, "bin/gs_guc": RECORD,
         "bin/gs_initdb": RECORD + 'while [ $# -gt 0 ]; do [ "$1" = -D ] && mkdir -p "$2" && touch "$2/PG_VERSION"; shift; done\n',
     },
     "cm": {
@@ -125,9 +125,14 @@ def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_
                            f"{keeper} started on {node.name}")
         names = [c.split()[0] for c in seen]
         n_set = len(config.set_commands(lab.plan, p, node.name))
-        assert names[:3 + n_set] == ["gs_initdb", "gs_om", *(["cm_ctl"] * n_set), keeper], seen
+        n_guc = len(config.dn_commands(lab.plan, p, node.name))
+        assert names[:3 + n_guc + n_set] == ["gs_initdb", *(["gs_guc"] * n_guc), "gs_om", *(["cm_ctl"] * n_set), keeper], seen
+        assert seen[1] == f"gs_guc set -D {config.DN_DIR} -c replconninfo1='localhost={node.address} localport=5433 " \
+                          f"localheartbeatport=5436 remotehost={lab.plan.nodes[1 if node.name == 'og1' else 0].address} " \
+                          "remoteport=5433 remoteheartbeatport=5436'"
         if keeper == "cm_agent":
-            assert seen[2 + n_set] == "cm_agent abnormal"
+            assert seen[2 + n_guc + n_set] == "cm_agent abnormal"
+        seen = [seen[0], *seen[1 + n_guc:]]
         _, said = lab.exec(node.name, ["cat", "/var/lib/opengauss/cmlab-keeper"])
         assert said.split()[0] == ("om_monitor" if keeper == "om_monitor" else "cmlab"), said
         assert seen[0] == f"gs_initdb -D {config.DN_DIR} --nodename={node.name} -w Cmlab@123"

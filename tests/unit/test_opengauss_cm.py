@@ -36,6 +36,8 @@ def rendered(example: str) -> dict[str, str]:
     for n in plan.nodes:
         spec = OpenGaussCm().container(plan, n)
         out[f"cm-set-{n.name}.sh"] = spec.files["/etc/cmlab/cm-set.sh"].content
+        if "/etc/cmlab/dn-set.sh" in spec.files:
+            out[f"dn-set-{n.name}.sh"] = spec.files["/etc/cmlab/dn-set.sh"].content
     return out
 
 

@@ -162,6 +162,26 @@ def server_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
     return {**out, **p.cm_server}
 
 
+def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
+    """``gs_guc set`` argv lists for one DN after its ``gs_initdb``, as the
+    community CM image's ``install.sh: init_database`` runs them: one
+    ``replconninfoN`` per peer DN (HA port = DN port + 1, heartbeat port =
+    DN port + 4), trust for every DN's address, ``replication_type=1``,
+    ``remote_read_mode=off``, the port, and every address listened on."""
+    me = plan.node(node)
+    ha, hb = p.dn_port + 1, p.dn_port + 4
+    peers = [d for d in database_nodes(plan, p) if d.name != node]
+    guc = ["gs_guc", "set", "-D", DN_DIR]
+    cmds = [[*guc, "-c", f"replconninfo{i}='localhost={me.address} localport={ha} localheartbeatport={hb} "
+                         f"remotehost={d.address} remoteport={ha} remoteheartbeatport={hb}'"]
+            for i, d in enumerate(peers, start=1)]
+    cmds += [[*guc, "-h", f"host all all {d.address}/32 trust"] for d in database_nodes(plan, p)]
+    for setting in ("remote_read_mode=off", "replication_type=1", f"port={p.dn_port}", "listen_addresses='*'",
+                    "max_connections=1000"):
+        cmds.append([*guc, "-c", setting])
+    return cmds
+
+
 def set_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     """``cm_ctl set --param`` argv lists for one node (strings get CM's inner
     single quotes: ``-k log_dir="'/x'"`` in the shell, ``log_dir='/x'`` here)."""

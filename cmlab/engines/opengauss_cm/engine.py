@@ -171,8 +171,9 @@ class OpenGaussCm(Engine):
         resources = config.resource_json(plan, p)
         if resources:
             files["/etc/cmlab/cm_resource.json"] = FileSpec(resources, uid=OMM_UID, gid=OMM_UID)
-        commands = "\n".join(" ".join(_shell(a) for a in argv) for argv in config.set_commands(plan, p, node.name))
-        files["/etc/cmlab/cm-set.sh"] = FileSpec(commands + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
+        files["/etc/cmlab/cm-set.sh"] = _script(config.set_commands(plan, p, node.name))
+        if node.has(Role.database):
+            files["/etc/cmlab/dn-set.sh"] = _script(config.dn_commands(plan, p, node.name))
         return ContainerSpec(
             command=["/usr/local/bin/cmlab-cm-start"],
             env={"CMLAB_CM_NODE_ID": str(config.node_id(plan, node.name)),
@@ -327,6 +328,12 @@ def _states(plan: LabPlan, q: CmQuery, running: dict[str, bool] | None) -> list[
             states.append(NodeState(n.name, _ROLES.get(d.dynamic_role, NodeRole.unknown), d.state == "Normal",
                                     detail=f"{d.state}{f' ({d.detail})' if d.detail else ''}"))
     return states
+
+
+def _script(commands: list[list[str]]) -> FileSpec:
+    """A shell script of omm's that runs ``commands`` in order (cmlab-cm-start runs it)."""
+    text = "set -e\n" + "\n".join(" ".join(_shell(a) for a in argv) for argv in commands) + "\n"
+    return FileSpec(text, mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
 
 def as_omm(argv: list[str]) -> list[str]:

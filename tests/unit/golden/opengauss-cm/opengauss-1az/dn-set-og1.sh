@@ -1,0 +1,11 @@
+set -e
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "replconninfo1='localhost=10.213.20.11 localport=5433 localheartbeatport=5436 remotehost=10.213.20.12 remoteport=5433 remoteheartbeatport=5436'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "replconninfo2='localhost=10.213.20.11 localport=5433 localheartbeatport=5436 remotehost=10.213.20.13 remoteport=5433 remoteheartbeatport=5436'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all all 10.213.20.11/32 trust"
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all all 10.213.20.12/32 trust"
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all all 10.213.20.13/32 trust"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c remote_read_mode=off
+gs_guc set -D /var/lib/opengauss/data/dn1 -c replication_type=1
+gs_guc set -D /var/lib/opengauss/data/dn1 -c port=5432
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "listen_addresses='*'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000

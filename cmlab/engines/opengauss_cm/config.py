@@ -182,6 +182,12 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     return cmds
 
 
+#: Keys cm_server reads that a single-node build's cm_ctl refuses to set ("The parameter ... is
+#: incorrect", seen on the real binaries): CM/src/cm_ctl/ctl_param_check.cpp lists them only
+#: under ENABLE_MULTIPLE_NODES; cm_server reads them with get_int_value_from_config.
+CM_CTL_UNKNOWN = {"server": ("cluster_starting_aribt_delay",)}
+
+
 def set_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     """``cm_ctl set --param`` argv lists for one node (strings get CM's inner
     single quotes: ``-k log_dir="'/x'"`` in the shell, ``log_dir='/x'`` here)."""

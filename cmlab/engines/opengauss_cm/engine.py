@@ -171,7 +171,7 @@ class OpenGaussCm(Engine):
         resources = config.resource_json(plan, p)
         if resources:
             files["/etc/cmlab/cm_resource.json"] = FileSpec(resources, uid=OMM_UID, gid=OMM_UID)
-        files["/etc/cmlab/cm-set.sh"] = _script(config.set_commands(plan, p, node.name))
+        files["/etc/cmlab/cm-set.sh"] = _set_script(config.set_commands(plan, p, node.name))
         if node.has(Role.database):
             files["/etc/cmlab/dn-set.sh"] = _script(config.dn_commands(plan, p, node.name))
         return ContainerSpec(
@@ -332,14 +332,37 @@ def _states(plan: LabPlan, q: CmQuery, running: dict[str, bool] | None) -> list[
 
 def _script(commands: list[list[str]]) -> FileSpec:
     """A shell script of omm's that runs ``commands`` in order (cmlab-cm-start runs it)."""
-    text = "set -e\n" + "\n".join(" ".join(_shell(a) for a in argv) for argv in commands) + "\n"
+    text = "set -e\n" + "\n".join(_command(argv) for argv in commands) + "\n"
     return FileSpec(text, mode=0o755, uid=OMM_UID, gid=OMM_UID)
+
+
+def _command(argv: list[str]) -> str:
+    return " ".join(_shell(a) for a in argv)
+
+
+def _set_script(commands: list[list[str]]) -> FileSpec:
+    """:func:`_script` of ``cm_ctl set --param`` commands. cm_ctl set rewrites only
+    keys the conf file has (CM/src/cm_ctl/ctl_guc.cpp), and the installed samples
+    lack some, so a missing key is first added, then set and checked by cm_ctl.
+    The keys cm_ctl does not know (:data:`config.CM_CTL_UNKNOWN`) are written
+    into the file the same way, without it."""
+    lines = []
+    for argv in commands:
+        part, (key, value) = argv[3].removeprefix("--"), argv[5].split("=", 1)
+        conf = f"{config.CM_DIR}/cm_{part}/cm_{part}.conf"
+        line, pattern = shlex.quote(f"{key} = {value}"), shlex.quote(f"^{key} *=")
+        if key in config.CM_CTL_UNKNOWN.get(part, ()):
+            lines.append(f"sed -i {shlex.quote(f'/^{key} *=/d')} {conf} && echo {line} >> {conf}")
+            continue
+        lines.append(f"grep -qE {pattern} {conf} || echo {line} >> {conf}")
+        lines.append(_command(argv))
+    return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
 
 def as_omm(argv: list[str]) -> list[str]:
     """Run ``argv`` as omm with the openGauss environment (its login profile,
     written by cmlab-cm-start)."""
-    return ["runuser", "-u", "omm", "--", "bash", "-lc", " ".join(_shell(a) for a in argv)]
+    return ["runuser", "-u", "omm", "--", "bash", "-lc", _command(argv)]
 
 
 def _shell(arg: str) -> str:

@@ -317,3 +317,47 @@ def test_event_triggers_are_compact_json_of_absolute_paths():
     assert all(path.startswith("/") and path.endswith(".sh") for path in json.loads(value).values())
     scripts = ROOT / "images" / "opengauss-cm" / "events"
     assert {f"{config.EVENTS_DIR}/{p.name}" for p in scripts.glob("*.sh")} == set(json.loads(value).values())
+
+
+# ---- real output of cm_ctl and gs_om (tests/unit/data/opengauss-cm-real/README.md) ----------
+
+REAL = Path(__file__).parent / "data" / "opengauss-cm-real"
+
+
+@pytest.mark.parametrize("name", ["query-Cvidp-normal.txt", "query-Cvidpz-ALL-normal.txt", "query-Cvid-normal.txt",
+                                  "gs_om-status-detail-normal.txt"])
+def test_real_normal_outputs_read_as_the_cluster_was(name):
+    from cmlab.engines.opengauss_cm.query import parse
+
+    q = parse((REAL / name).read_text())
+    assert q.cluster_state == "Normal"
+    assert [(c.node, c.state) for c in q.cms] == [("og1", "Primary"), ("og2", "Standby"), ("og3", "Standby")]
+    assert [(d.node, d.instance, d.static_role, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", 6001, "P", "Primary", "Normal"), ("og2", 6002, "S", "Standby", "Normal"), ("og3", 6003, "S", "Standby", "Normal")]
+    assert all(d.datadir == "/var/lib/opengauss/data/dn1" and d.ip.startswith("10.213.20.") for d in q.datanodes)
+    assert [d.port for d in q.datanodes] == ([None] * 3 if name == "query-Cvid-normal.txt" else [5432] * 3)
+    assert [d.az for d in q.datanodes] == (["az1"] * 3 if "-z" in name or "z-ALL" in name else [None] * 3)
+
+
+@pytest.mark.parametrize("name", ["query-Cvidp-dn-stopped.txt", "query-Cvidpz-ALL-dn-stopped.txt"])
+def test_real_degraded_outputs_read_as_the_cluster_was(name):
+    from cmlab.engines.opengauss_cm.query import parse
+
+    q = parse((REAL / name).read_text())
+    assert q.cluster_state == "Degraded" and q.cms_primary().node == "og3"
+    assert [(d.node, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", "Standby", "Normal"), ("og2", "Primary", "Normal"), ("og3", "Down", "Manually stopped")]
+
+
+def test_real_pending_need_repair_after_a_restart():
+    from cmlab.engines.opengauss_cm.query import parse
+
+    q = parse((REAL / "query-Cvidp-after-restart.txt").read_text())
+    assert [(d.node, d.dynamic_role, d.state) for d in q.datanodes][2] == ("og3", "Pending", "Need repair")
+
+
+def test_real_cm_ctl_show():
+    show = parse_show((REAL / "show-normal.txt").read_text())
+    assert show.connected and show.network_timeout_s == 6 and show.disk_timeout_s == 200
+    assert not show.cut_links()
+    assert show.vip_holders() == {"10.213.20.100": ["og1"]}

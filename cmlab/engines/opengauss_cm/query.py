@@ -6,8 +6,10 @@ Format (../shared/reference/opengauss-cm.md §2, from
 State   ]`` and ``[  Datanode State   ]``; with ``-C`` the replicas of one
 shard print on one line joined by `` | ``; each DN field is ``nodeid nodename
 [ip] instanceId [port] [datadir] <static role P|S|C|R> <dynamic role> <db
-state>``. When no CMS answers, cm_ctl prints ``cm_ctl: can't connect to
-cm_server.``.
+state>``; with ``-z ALL`` every CMS and DN row starts with its AZ's name
+(seen on the real cm_ctl 6.0.0: ``az1 1  og1 10.213.20.11    6001 ...``;
+samples in tests/unit/data/opengauss-cm-real/). When no CMS answers, cm_ctl
+prints ``cm_ctl: can't connect to cm_server.``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class CmsState:
     ip: str
     instance: int
     state: str  # Primary, Standby, Down, Unknown
+    az: str | None = None  # with -z ALL
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class DnState:
     dynamic_role: str  # Primary, Standby, Cascade Standby, Down...
     state: str  # Normal, Need repair, Building, Manually stopped...
     detail: str = ""  # the parenthesised reason or progress: "System id not matched", "45%"
+    az: str | None = None  # with -z ALL
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,20 @@ def _is_header_row(line: str) -> bool:
     return line.split()[:2] == ["node", "node_ip"] or line.lstrip().startswith("node ")
 
 
+def _az_split(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """``-z ALL`` rows start with the AZ's name, then the node id."""
+    if len(tokens) > 1 and not tokens[0].isdigit() and tokens[1].isdigit():
+        return tokens[0], tokens[1:]
+    return None, tokens
+
+
 def parse_dn_field(text: str) -> DnState:
-    """One DN field, e.g. ``1  host40 10.243.40.20    6001 /usr1/data/dn1 P Primary Normal``.
+    """One DN field, e.g. ``1  host40 10.243.40.20    6001 /usr1/data/dn1 P Primary Normal``
+    (with ``-z ALL``: ``az1 1  host40 ...``).
 
     :raises ValueError: the field has no static role or no known dynamic role.
     """
-    tokens = text.split()
+    az, tokens = _az_split(text.split())
     node_id, node = int(tokens[0]), tokens[1]
     i = 2
     ip = ""
@@ -130,7 +142,7 @@ def parse_dn_field(text: str) -> DnState:
     m = re.fullmatch(r"(.*?)\s*\((.*)\)", state)
     if m:
         state, detail = m.group(1).strip(), m.group(2).strip()
-    return DnState(node_id, node, ip, instance, port, datadir, static, dynamic, state, detail)
+    return DnState(node_id, node, ip, instance, port, datadir, static, dynamic, state, detail, az)
 
 
 def parse(text: str) -> CmQuery:
@@ -145,10 +157,10 @@ def parse(text: str) -> CmQuery:
     for line in sections.get("CMServer State", []):
         if _is_header_row(line):
             continue
-        tokens = line.split()
+        az, tokens = _az_split(line.split())
         ip_at = 2 if len(tokens) > 2 and "." in tokens[2] else None
         instance = int(tokens[3] if ip_at else tokens[2])
-        q.cms.append(CmsState(int(tokens[0]), tokens[1], tokens[2] if ip_at else "", instance, tokens[-1]))
+        q.cms.append(CmsState(int(tokens[0]), tokens[1], tokens[2] if ip_at else "", instance, tokens[-1], az))
     for line in sections.get("Defined Resource State", []):
         if _is_header_row(line):
             continue

@@ -64,8 +64,10 @@ class OpenGaussCm(Engine):
     # CPU across cmlab, dockerd and containerd for the exec alone (runc and cm_ctl besides).
     min_reading_interval_s = 0.2
     recipe = ImageRecipe(name="opengauss-cm", folder="opengauss-cm")
-    #: The DN's node name (gs_initdb --nodename); openGauss has no two-argument current_setting.
-    node_identity_sql = "pgxc_node_str()"
+    #: The host's name, which cmlab sets to the node's name. Not pgxc_node_str(): a standby's
+    #: build copies the primary's pgxc_node_name, so every DN named itself after the first
+    #: primary (seen on the real binaries: og2 and og3 answered 'og1').
+    node_identity_sql = "get_hostname()"
     #: om_monitor refuses to start below 640000 open files (CM/src/cm_monitor/monitor_main.cpp:
     #: LIMIT_OPEN_FILE); cmlab-cm-start reads the number from CMLAB_CM_MONITOR_OPEN_FILES.
     open_files_wanted = (640000, "om_monitor cannot run, so each node's start script keeps cm_agent alive as om_monitor would")

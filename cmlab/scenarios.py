@@ -102,7 +102,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("kill-primary", "docker kill of the primary's container (the host dies at once)",
              lambda n: n.crash("primary"), lambda t: t.failover_s, failover=True),
     Scenario("freeze-primary-db", "SIGSTOP of the primary's database processes (CM's 'phony dead')",
-             lambda n: n.freeze("primary", "database"), lambda t: t.failover_s, failover=True),
+             lambda n: n.freeze("primary", "database"), lambda t: t.frozen_primary_bound_s, failover=True),
     Scenario("isolate-primary", "the primary's node cut from every other node; clients still reach it",
              lambda n: n.isolate("primary"), lambda t: t.failover_s, failover=True),
     Scenario("isolate-arbiter-leader", "the quorum leader's node cut from every other node",

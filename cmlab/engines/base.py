@@ -106,6 +106,9 @@ class Timing:
         other node to a primary accepting writes again. The primary's manager
         may lose its store while the quorum elects a new leader and demote
         itself; None: no longer than ``failover_s``.
+    :param frozen_primary_s: from the primary's database processes stopped
+        (SIGSTOP: alive, silent) to a primary accepting writes again, when the
+        manager detects that more slowly than a dead one; None: ``failover_s``.
     """
 
     start_s: float
@@ -114,11 +117,17 @@ class Timing:
     vip_repair_s: float = 0.0
     poll_s: float = 0.2
     quorum_leader_loss_s: float | None = None
+    frozen_primary_s: float | None = None
 
     @property
     def quorum_leader_loss_bound_s(self) -> float:
         """:attr:`quorum_leader_loss_s`, or :attr:`failover_s` when the engine gives none, seconds."""
         return self.failover_s if self.quorum_leader_loss_s is None else self.quorum_leader_loss_s
+
+    @property
+    def frozen_primary_bound_s(self) -> float:
+        """:attr:`frozen_primary_s`, or :attr:`failover_s` when the engine gives none, seconds."""
+        return self.failover_s if self.frozen_primary_s is None else self.frozen_primary_s
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ def third_party_gateway(plan: LabPlan) -> str:
 def agent_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
     out: dict[str, object] = {
         "agent_heartbeat_timeout": p.agent_heartbeat_timeout,
+        "agent_phony_dead_check_interval": p.agent_phony_dead_check_interval,
         "enable_fence_dn": "on" if p.enable_fence_dn else "off",
         "enable_ssl": "off",  # as the community image does
         "disk_timeout": p.disk_timeout,
@@ -145,6 +146,7 @@ def server_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
     out: dict[str, object] = {
         "instance_heartbeat_timeout": p.instance_heartbeat_timeout,
         "cmserver_ha_heartbeat_timeout": p.cmserver_ha_heartbeat_timeout,
+        "phony_dead_effective_time": p.phony_dead_effective_time,
         "dn_arbitrate_mode": p.dn_arbitrate_mode,
         "cluster_starting_aribt_delay": p.cluster_starting_aribt_delay,
         "enable_e2e_rto": 1 if p.enable_e2e_rto else 0,

@@ -42,6 +42,9 @@ class CmParameters(BaseModel):
     instance_heartbeat_timeout: int = Field(default=6, ge=1, description="cm_server, seconds")
     agent_heartbeat_timeout: int = Field(default=5, ge=1, description="cm_agent, seconds")
     cmserver_ha_heartbeat_timeout: int = Field(default=6, ge=1, description="cm_server, seconds")
+    agent_phony_dead_check_interval: int = Field(default=10, ge=1, description="cm_agent: how often it checks its DN for "
+                                                 "'phony dead' (alive, not answering), seconds")
+    phony_dead_effective_time: int = Field(default=5, ge=1, description="cm_server: phony-dead checks in a row before it acts")
     disk_timeout: int = Field(default=200, ge=1, description="voting-disk heartbeat timeout, seconds")
     cluster_starting_aribt_delay: int = Field(default=180, ge=0, description="seconds cm_server waits for the static primary at start (CM spells it 'aribt')")
     enable_e2e_rto: bool = False

@@ -1,6 +1,8 @@
 set -e
 grep -qE '^agent_heartbeat_timeout *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'agent_heartbeat_timeout = 5' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k agent_heartbeat_timeout=5 -n 1
+grep -qE '^agent_phony_dead_check_interval *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'agent_phony_dead_check_interval = 10' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
+cm_ctl set --param --agent -k agent_phony_dead_check_interval=10 -n 1
 grep -qE '^enable_fence_dn *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'enable_fence_dn = '"'"'off'"'"'' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k "enable_fence_dn='off'" -n 1
 grep -qE '^enable_ssl *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'enable_ssl = '"'"'off'"'"'' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
@@ -13,6 +15,8 @@ grep -qE '^instance_heartbeat_timeout *=' /var/lib/opengauss/cm/cm_server/cm_ser
 cm_ctl set --param --server -k instance_heartbeat_timeout=6 -n 1
 grep -qE '^cmserver_ha_heartbeat_timeout *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'cmserver_ha_heartbeat_timeout = 6' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
 cm_ctl set --param --server -k cmserver_ha_heartbeat_timeout=6 -n 1
+grep -qE '^phony_dead_effective_time *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'phony_dead_effective_time = 5' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
+cm_ctl set --param --server -k phony_dead_effective_time=5 -n 1
 grep -qE '^dn_arbitrate_mode *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'dn_arbitrate_mode = '"'"'quorum'"'"'' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
 cm_ctl set --param --server -k "dn_arbitrate_mode='quorum'" -n 1
 sed -i '/^cluster_starting_aribt_delay *=/d' /var/lib/opengauss/cm/cm_server/cm_server.conf && echo 'cluster_starting_aribt_delay = 180' >> /var/lib/opengauss/cm/cm_server/cm_server.conf

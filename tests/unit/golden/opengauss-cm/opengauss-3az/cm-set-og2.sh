@@ -1,6 +1,8 @@
 set -e
 grep -qE '^agent_heartbeat_timeout *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'agent_heartbeat_timeout = 5' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k agent_heartbeat_timeout=5 -n 2
+grep -qE '^agent_phony_dead_check_interval *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'agent_phony_dead_check_interval = 10' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
+cm_ctl set --param --agent -k agent_phony_dead_check_interval=10 -n 2
 grep -qE '^enable_fence_dn *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'enable_fence_dn = '"'"'off'"'"'' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k "enable_fence_dn='off'" -n 2
 grep -qE '^enable_ssl *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'enable_ssl = '"'"'off'"'"'' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf

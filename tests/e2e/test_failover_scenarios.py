@@ -51,7 +51,8 @@ def measured(lab: Lab, name: str, tmp_path) -> None:
         assert_no_lost_writes(trial)
     if scenario.no_split_brain:
         assert_no_split_brain(trial)
-    assert m.resolution_s <= 0.02
+    # the probes read as often as the engine allows (CM: one cm_ctl query per 200 ms)
+    assert m.resolution_s <= max(0.02, lab.engine.min_reading_interval_s)
     doc = json.loads((run.directory / "report.json").read_text())
     assert doc["schema"] == "cmlab.run/1" and doc["passed"] is True
     assert ET.parse(run.directory / "junit.xml").getroot().get("failures") == "0"

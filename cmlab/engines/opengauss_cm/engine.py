@@ -228,8 +228,8 @@ class OpenGaussCm(Engine):
         # failover itself, and DCC re-election when the CMS primary went too (§8: 12-20 s).
         failover = p.instance_heartbeat_timeout + 6 + 5 + 2 * p.cmserver_ha_heartbeat_timeout
         # A frozen DN (SIGSTOP) is "phony dead" only after phony_dead_effective_time checks in a row,
-        # agent_phony_dead_check_interval apart (cm_agent/cm_server conf samples); seen on the real
-        # binaries: with the defaults (10 s x 5) no failover within the 29 s of a node loss.
+        # agent_phony_dead_check_interval apart (cm_agent/cm_server conf samples). Seen on the real
+        # binaries with the defaults: no failover or restart even within this bound (84 s); see docs.
         phony = p.agent_phony_dead_check_interval * p.phony_dead_effective_time + failover
         return Timing(start_s=120.0 + p.cluster_starting_aribt_delay, failover_s=float(failover),
                       vip_s=5.0 + 2.0, vip_repair_s=float(p.agent_heartbeat_timeout + 10), poll_s=0.5,

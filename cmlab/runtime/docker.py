@@ -137,10 +137,18 @@ class DockerRuntime:
                     continue
         return out
 
+    def _listed(self, filters: dict) -> list[Container]:
+        """Containers matching ``filters``, stopped ones too.
+
+        ``ignore_removed``: the SDK inspects each listed container in turn, and another
+        lab's ``down`` (a parallel pytest-xdist worker) may remove one in between; that
+        container is gone, not an error (seen in CI as a 404 from ``reap``)."""
+        return self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+
     def labs(self) -> list[str]:
         """Names of every lab with at least one object on this engine."""
         names: set[str] = set()
-        for c in self.client.containers.list(all=True, filters={"label": L.LAB}):
+        for c in self._listed({"label": L.LAB}):
             names.add(c.labels[L.LAB])
         for n in self.client.networks.list(filters={"label": L.LAB}):
             names.add((n.attrs.get("Labels") or {})[L.LAB])
@@ -152,7 +160,7 @@ class DockerRuntime:
         """The owner labels of a lab (from any of its objects), empty if it has none."""
         from cmlab import owner
 
-        objects = [c.labels for c in self.client.containers.list(all=True, filters=L.lab_filter(lab))]
+        objects = [c.labels for c in self._listed(L.lab_filter(lab))]
         objects += [n.attrs.get("Labels") or {} for n in self.client.networks.list(filters=L.lab_filter(lab))]
         objects += [v.attrs.get("Labels") or {} for v in self.client.volumes.list(filters=L.lab_filter(lab))]
         for labels in objects:
@@ -162,14 +170,14 @@ class DockerRuntime:
 
     def read_plan(self, lab: str) -> LabPlan | None:
         """The plan of a lab, from any of its containers; None if it has none."""
-        for c in self.client.containers.list(all=True, filters=L.lab_filter(lab)):
+        for c in self._listed(L.lab_filter(lab)):
             text = c.labels.get(L.PLAN)
             if text:
                 return LabPlan.from_json(text)
         return None
 
     def containers(self, lab: str) -> list[Container]:
-        return self.client.containers.list(all=True, filters=L.lab_filter(lab))
+        return self._listed(L.lab_filter(lab))
 
     def container(self, node: NodePlan) -> Container | None:
         try:
@@ -297,7 +305,7 @@ class DockerRuntime:
         """Names of objects still labelled ``cmlab.lab`` (of ``lab``, or of any lab)."""
         f = L.lab_filter(lab) if lab else {"label": [L.LAB]}
         return {
-            "containers": [c.name for c in self.client.containers.list(all=True, filters=f)],
+            "containers": [c.name for c in self._listed(f)],
             "networks": [n.name for n in self.client.networks.list(filters=f)],
             "volumes": [v.name for v in self.client.volumes.list(filters=f)],
         }

@@ -100,6 +100,18 @@ def schema(engine: str | None) -> None:
         click.echo(json.dumps(Topology.model_json_schema(), indent=2))
 
 
+@main.command("parse-cm-query")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def parse_cm_query(file) -> None:
+    """Parse a pasted `cm_ctl query` / `gs_om -t status` output (FILE or -) and print it as JSON."""
+    from cmlab.engines.opengauss_cm.query import CmQueryParseError, parse
+
+    try:
+        click.echo(parse(file.read()).to_json())
+    except CmQueryParseError as exc:
+        raise click.ClickException(f"{file.name}: {exc}") from None
+
+
 @main.command()
 def engines() -> None:
     """List the engines."""

@@ -184,6 +184,10 @@ class NodeAccess(Protocol):
         """Whether the node's container is running."""
         ...
 
+    # Optional: ``stream(node, argv, user="root") -> Iterator[str]`` runs a long-lived
+    # command and yields its output lines (the Docker runtime has it; an engine
+    # checks with ``getattr``). One exec for many readings: see opengauss_cm.reader.
+
 
 @dataclass(frozen=True)
 class BuildInputs:

@@ -108,6 +108,11 @@ class ProbeSet:
         self.loop.stop()
         for p in self._threads:
             p.stop()
+        for o in self.observers:
+            # A reading that holds a resource (CM's query stream: a loop in a node) ends here.
+            close = getattr(getattr(o, "read", None), "close", None)
+            if close is not None:
+                close()
         self.t_stop = time.monotonic()
         h = History()
         for w in self.writers:

@@ -20,7 +20,7 @@ from email.message import Message
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from typing import Any, Iterator
 
 import tempfile
 from pathlib import Path
@@ -329,6 +329,18 @@ class DockerRuntime:
         return out
 
 
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Output chunks as whole lines (the last one even without its newline)."""
+    rest = b""
+    for chunk in chunks:
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace")
+    if rest:
+        yield rest.decode(errors="replace")
+
+
 class DockerNodeAccess:
     """:class:`cmlab.engines.base.NodeAccess` over Docker: HTTP straight to the
     node's address (the host is on every AZ bridge), commands by ``docker exec``."""
@@ -376,6 +388,24 @@ class DockerNodeAccess:
         except APIError as exc:
             raise LabError(f"node {node.name}: cannot run {argv[0]}: {exc.explanation}") from None
         return code, out.decode(errors="replace")
+
+    def stream(self, node: NodePlan, argv: list[str], user: str = "root") -> Iterator[str]:
+        """Run a long-lived command in the node's container; yield its output lines
+        (stdout and stderr) as they come. Ends when the command exits or the
+        container stops.
+
+        :raises LabError: the container does not exist or refuses the exec.
+        """
+        c = self.runtime.container(node)
+        if c is None:
+            raise LabError(f"node {node.name}: container {node.container} does not exist")
+        api = self.runtime.client.api
+        try:
+            exec_id = api.exec_create(c.id, argv, user=user, stdout=True, stderr=True)["Id"]
+            chunks = api.exec_start(exec_id, stream=True)
+        except APIError as exc:
+            raise LabError(f"node {node.name}: cannot run {argv[0]}: {exc.explanation}") from None
+        return _lines(chunks)
 
     def running(self, node: NodePlan) -> bool:
         c = self.runtime.container(node)

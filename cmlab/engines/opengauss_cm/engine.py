@@ -24,6 +24,7 @@ from cmlab.engines.base import (BuildInputs, ClusterState, ContainerSpec, Engine
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, parse
+from cmlab.engines.opengauss_cm.reader import QueryStream
 from cmlab.engines.opengauss_cm.package import OpenGaussInputs, inspect as inspect_package
 from cmlab.engines.opengauss_cm.show import CmShow, parse_show
 from cmlab.errors import EngineError, ImageBuildError, Issue, LabError
@@ -253,13 +254,17 @@ class OpenGaussCm(Engine):
 
         :raises EngineError: none did (with the last output).
         """
+        return self._cm_ctl_on(plan, access, args)[1]
+
+    def _cm_ctl_on(self, plan: LabPlan, access: NodeAccess, args: list[str]) -> tuple[str, str]:
+        """:meth:`_cm_ctl`, with the name of the node that answered."""
         last = "no node is running"
         for node in plan.nodes:
             if not access.running(node):
                 continue
             code, out = access.exec(node, as_omm(["cm_ctl", *args]))
             if code == 0 and NOT_CONNECTED not in out:
-                return out
+                return node.name, out
             last = out.strip()[-200:]
         raise EngineError(f"cm_ctl {' '.join(args)} failed on every node: {last}")
 
@@ -293,13 +298,27 @@ class OpenGaussCm(Engine):
 
     def snapshot_reader(self, plan: LabPlan, access: NodeAccess) -> Callable[[], Snapshot]:
         """One ``cm_ctl query -Cvidp`` gives the leader and every node's state
-        (a node it does not list is ``unknown``: no Docker call per reading)."""
-        def read() -> Snapshot:
-            q = self.query(plan, access)
-            primaries = q.primaries()
-            return Snapshot(primaries[0].node if len(primaries) == 1 else None, tuple(_states(plan, q, None)))
+        (a node it does not list is ``unknown``). Read from a loop in one node
+        through one long-lived exec (:class:`.reader.QueryStream`) where the
+        runtime can stream, else by an exec a reading; the callable's ``close()``
+        ends the loop."""
+        args = ["query", "-Cvidp"]
 
-        return read
+        def fallback() -> tuple[str, CmQuery]:
+            node, out = self._cm_ctl_on(plan, access, args)
+            return node, parse(out)
+
+        stream = getattr(access, "stream", None)
+        if stream is None:
+            def read_by_exec() -> Snapshot:
+                return _snapshot(plan, fallback()[1])
+
+            return read_by_exec
+        queries = QueryStream([n.name for n in plan.nodes],
+                              lambda node, script: stream(plan.node(node), as_omm_script(script)),
+                              lambda node, argv: access.exec(plan.node(node), argv),
+                              fallback, interval_s=self.min_reading_interval_s, deadline_s=10.0)
+        return _StreamedSnapshots(plan, queries)
 
     def leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
         """The DN node CM reports as Primary (the CMS primary's view)."""
@@ -316,6 +335,24 @@ class OpenGaussCm(Engine):
         except EngineError:
             return None
         return primary.node if primary else None
+
+
+def _snapshot(plan: LabPlan, q: CmQuery) -> Snapshot:
+    primaries = q.primaries()
+    return Snapshot(primaries[0].node if len(primaries) == 1 else None, tuple(_states(plan, q, None)))
+
+
+class _StreamedSnapshots:
+    """The probes' reading callable over a :class:`QueryStream` (``close()`` ends it)."""
+
+    def __init__(self, plan: LabPlan, queries: QueryStream) -> None:
+        self.plan, self.queries = plan, queries
+
+    def __call__(self) -> Snapshot:
+        return _snapshot(self.plan, self.queries.read())
+
+    def close(self) -> None:
+        self.queries.close()
 
 
 def _states(plan: LabPlan, q: CmQuery, running: dict[str, bool] | None) -> list[NodeState]:
@@ -366,10 +403,15 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
     return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
 
+def as_omm_script(script: str) -> list[str]:
+    """Run a bash script as omm with the openGauss environment (see :func:`as_omm`)."""
+    return ["runuser", "-u", "omm", "--", "bash", "-lc", script]
+
+
 def as_omm(argv: list[str]) -> list[str]:
     """Run ``argv`` as omm with the openGauss environment (its login profile,
     written by cmlab-cm-start)."""
-    return ["runuser", "-u", "omm", "--", "bash", "-lc", _command(argv)]
+    return as_omm_script(_command(argv))
 
 
 def _shell(arg: str) -> str:

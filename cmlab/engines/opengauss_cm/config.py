@@ -121,6 +121,11 @@ def agent_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
         "enable_fence_dn": "on" if p.enable_fence_dn else "off",
         "enable_ssl": "off",  # as the community image does
         "disk_timeout": p.disk_timeout,
+        # The sample's '' makes the fenced UDF master bind "/.gaussUDF.socket", which omm
+        # may not: it exits and cm_agent starts another every second (seen on the real
+        # binaries: a core's worth of CPU per lab; cm_agent/cma_instance_management.cpp:
+        # start_fenced_UDF_check). The DNs' socket directory, as OM's install sets it.
+        "unix_socket_directory": TMP,
     }
     if p.voting_disk:
         out["voting_disk_path"] = _disk_path(plan, p.voting_disk)

@@ -31,6 +31,7 @@ from cmlab.errors import EngineError, ImageBuildError, Issue, LabError
 from cmlab.images.build import folder_digest
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
+from cmlab.wait import wait_for
 
 #: CM's limit: a primary and at most 8 standbys (opengauss-cm.md, issue 6).
 MAX_STANDBYS = 8
@@ -64,6 +65,9 @@ class OpenGaussCm(Engine):
     # Each reading is a `docker exec cm_ctl query`: measured here, 40 ms and about 15 ms of
     # CPU across cmlab, dockerd and containerd for the exec alone (runc and cm_ctl besides).
     min_reading_interval_s = 0.2
+    #: Read ``cm_ctl query`` from one long-lived exec (False: an exec a reading, as
+    #: before; ``ci/bench_probes.py --exec-readings`` compares the two).
+    stream_readings = True
     recipe = ImageRecipe(name="opengauss-cm", folder="opengauss-cm")
     #: The host's name, which cmlab sets to the node's name. Not pgxc_node_str(): a standby's
     #: build copies the primary's pgxc_node_name, so every DN named itself after the first
@@ -215,7 +219,13 @@ class OpenGaussCm(Engine):
         per_node, sql = config.client_setup(plan, p, PASSWORD)
         for node in plan.nodes_with(Role.database):
             for argv in per_node:
-                code, out = access.exec(node, as_omm(argv))
+                # Seen on the real binaries just after the cluster is ready: gs_guc refuses to
+                # run beside another gs_guc (cm_agent runs its own), and a reload fails while
+                # CM still restarts a standby's DN. Both pass within seconds.
+                (code, out), _ = wait_for(lambda: access.exec(node, as_omm(argv)),
+                                          lambda r: not any(b in r[1] for b in GS_GUC_BUSY),
+                                          deadline_s=self.timing(plan).failover_s, interval_s=0.5,
+                                          what=f"gs_guc free on {node.name}", describe=lambda r: r[1].strip()[-200:])
                 if code != 0:
                     raise EngineError(f"{node.name}: {' '.join(argv)} failed: {out.strip()[-300:]}")
         for statement in sql:
@@ -308,7 +318,7 @@ class OpenGaussCm(Engine):
             node, out = self._cm_ctl_on(plan, access, args)
             return node, parse(out)
 
-        stream = getattr(access, "stream", None)
+        stream = getattr(access, "stream", None) if self.stream_readings else None
         if stream is None:
             def read_by_exec() -> Snapshot:
                 return _snapshot(plan, fallback()[1])
@@ -401,6 +411,11 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
         lines.append(f"grep -qE {pattern} {conf} || echo {line} >> {conf}")
         lines.append(_command(argv))
     return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
+
+
+#: gs_guc's answers that pass (src/bin/gs_guc): another gs_guc holds the node's lock;
+#: the DN is starting, so a reload cannot signal it yet ("Staring" as gs_guc spells it).
+GS_GUC_BUSY = ("another gs_guc command is running", "gaussDB state is Unknown or Staring")
 
 
 def as_omm_script(script: str) -> list[str]:

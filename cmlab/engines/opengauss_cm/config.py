@@ -237,9 +237,15 @@ def client_setup(plan: LabPlan, p: CmParameters, password: str) -> tuple[list[li
     Stock libpq (psycopg) does not speak openGauss's sha256 authentication, so
     passwords are also stored as md5 (``password_encryption_type=1``) and the
     lab subnets get an md5 rule (inferred from the openGauss docs on
-    password_encryption_type and gs_guc -h; to confirm with real packages).
+    password_encryption_type and gs_guc -h; confirmed on the real binaries).
+
+    ``gs_guc set`` writes the files and ``gs_ctl reload`` signals the DN: ``gs_guc
+    reload`` refuses a running DN whose ``gaussdb.state`` says Unknown, as a
+    standby CM rebuilt keeps it (seen on the real binaries; src/bin/gs_guc/pg_guc.cpp
+    reads the state file, not the server).
     """
-    per_node = [["gs_guc", "reload", "-D", DN_DIR, "-c", "password_encryption_type=1"]]
-    per_node += [["gs_guc", "reload", "-D", DN_DIR, "-h", f"host all {CLIENT_USER} {a.subnet} md5"] for a in plan.azs]
+    per_node = [["gs_guc", "set", "-D", DN_DIR, "-c", "password_encryption_type=1"]]
+    per_node += [["gs_guc", "set", "-D", DN_DIR, "-h", f"host all {CLIENT_USER} {a.subnet} md5"] for a in plan.azs]
+    per_node += [["gs_ctl", "reload", "-D", DN_DIR]]
     sql = [f"CREATE USER {CLIENT_USER} WITH SYSADMIN PASSWORD '{password}'"]
     return per_node, sql

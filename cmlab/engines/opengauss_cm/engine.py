@@ -220,8 +220,7 @@ class OpenGaussCm(Engine):
         for node in plan.nodes_with(Role.database):
             for argv in per_node:
                 # Seen on the real binaries just after the cluster is ready: gs_guc refuses to
-                # run beside another gs_guc (cm_agent runs its own), and a reload fails while
-                # CM still restarts a standby's DN. Both pass within seconds.
+                # run beside another gs_guc (cm_agent runs its own); it passes within seconds.
                 (code, out), _ = wait_for(lambda: access.exec(node, as_omm(argv)),
                                           lambda r: not any(b in r[1] for b in GS_GUC_BUSY),
                                           deadline_s=self.timing(plan).failover_s, interval_s=0.5,
@@ -413,9 +412,8 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
     return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
 
-#: gs_guc's answers that pass (src/bin/gs_guc): another gs_guc holds the node's lock;
-#: the DN is starting, so a reload cannot signal it yet ("Staring" as gs_guc spells it).
-GS_GUC_BUSY = ("another gs_guc command is running", "gaussDB state is Unknown or Staring")
+#: gs_guc's answer that passes (src/bin/gs_guc): another gs_guc holds the node's lock.
+GS_GUC_BUSY = ("another gs_guc command is running",)
 
 
 def as_omm_script(script: str) -> list[str]:

@@ -80,6 +80,14 @@ def _acks(writes: list[WriteRec], prefix: str) -> list[WriteRec]:
     return sorted((w for w in writes if w.writer.startswith(prefix) and w.acked is not None), key=lambda w: w.acked)
 
 
+def _median_gap(samples: list[tuple[float, float, object]]) -> float:
+    """The typical seconds between two readings as taken, which a slow reading
+    stretches past the cadence asked for (CM: one cm_ctl query takes ~0.75 s)."""
+    times = [t for t, _, _ in samples]
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    return round(gaps[len(gaps) // 2], 3) if gaps else 0.0
+
+
 def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetrics:
     """The metrics of a trial.
 
@@ -135,7 +143,8 @@ def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetr
                 for w in acked if (w.writer, w.seq) not in stored]
 
     cadence = h.meta.get("cadence", {})
-    resolution = max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0))
+    resolution = max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0),
+                     _median_gap(h.leader))
     return TrialMetrics(
         scenario=str(h.meta.get("scenario", "")), old_primary=old, new_primary=new, failover=failover,
         t_fault=t_fault, t_heal=t_heal,

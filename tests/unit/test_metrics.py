@@ -100,3 +100,13 @@ def test_percentiles_are_measured_values():
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     s = summary([1.0, None, 3.0])
     assert (s["n"], s["missing"], s["min"], s["max"]) == (2, 1, 1.0, 3.0)
+
+
+def test_resolution_is_the_readings_spacing_when_they_are_slower_than_asked():
+    # CM: the probes ask every 200 ms, but one real cm_ctl query takes ~0.75 s.
+    h = history()
+    h.meta["cadence"]["leader_s"] = 0.2
+    h.leader = [(9.0 + 0.95 * i, 0.75, "pg1" if i < 5 else "pg2") for i in range(10)]
+    assert compute(h).resolution_s == pytest.approx(0.95)
+    h.leader = [(9.0 + 0.2 * i, 0.01, "pg1") for i in range(40)]
+    assert compute(h).resolution_s == pytest.approx(0.2)

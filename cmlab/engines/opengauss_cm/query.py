@@ -91,15 +91,9 @@ class CmsState:
 
 
 @dataclass(frozen=True)
-class EtcdState:
-    """A member of CM's ETCD (CM before DCC): ``StateLeader``, ``StateFollower``, ``Down``."""
-    node_id: int
-    node: str
-    ip: str | None
-    instance: int
-    datadir: str | None
-    state: str
-    az: str | None = None
+class EtcdState(CmsState):
+    """A member of CM's ETCD (CM before DCC), the same columns as a CMS row; its state is
+    ``StateLeader``, ``StateFollower`` or ``Down``."""
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,13 @@ FROZEN = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers: a S
                             "over nor restarted within its phony-dead bound (7 trials); still to explain", strict=False)
 
 
-@pytest.mark.parametrize("name", ["kill-primary", pytest.param("freeze-primary-db", marks=FROZEN), "isolate-primary",
-                                  "vip-removed"])
+ISOLATED = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers (1 trial): a primary cut off from both "
+                              "peers is not failed over within the 34 s fault window; it stays primary after the heal",
+                              strict=False)
+
+
+@pytest.mark.parametrize("name", ["kill-primary", pytest.param("freeze-primary-db", marks=FROZEN),
+                                  pytest.param("isolate-primary", marks=ISOLATED), "vip-removed"])
 def test_scenario_on_cm(cm_lab: Lab, name: str, tmp_path):
     measured(cm_lab, name, tmp_path)
 

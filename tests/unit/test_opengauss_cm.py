@@ -88,6 +88,7 @@ def nodes(n: int, extra: str = "") -> str:
 @pytest.mark.parametrize("text, where, words", [
     (nodes(10), "nodes", "at most 8 standbys"),
     (nodes(2), "nodes", "CM needs a majority of at least 3"),
+    (nodes(3) + "  - {name: n4, az: az1, roles: [database]}\n", "nodes[3].roles", "requires a cm_server on every node"),
     (nodes(3) + "parameters: {cascade_standbys: [n3]}", "parameters.cascade_standbys", "one primary and two standbys"),
     (nodes(3) + "parameters: {dn_arbitrate_mode: share_disk}", "parameters.dn_arbitrate_mode", "needs a voting disk and a share disk"),
     (nodes(3) + "parameters: {two_node: true}", "parameters.two_node", "exactly 2 database nodes"),

@@ -95,6 +95,12 @@ class OpenGaussCm(Engine):
         elif len(cms) < 3:
             issues.append(Issue("nodes", f"{len(cms)} node(s) have role 'quorum' (a CMS); CM needs a majority of at least 3",
                                 "give the 'quorum' role to at least 3 nodes, or use two_node: true with 2 nodes"))
+        for i, n in enumerate(topo.nodes):
+            if Role.quorum not in n.roles:
+                issues.append(Issue(f"nodes[{i}].roles", f"node '{n.name}' has no role 'quorum': OM's gs_om -t generateconf "
+                                    "(6.0.0) requires a cm_server on every node (openGauss-OM gspylib/common/"
+                                    "DbClusterInfo.py: __getCmsCountFromWhichConfiguredNode; seen on the real binaries)",
+                                    "add 'quorum' to its roles"))
         if p.primary and p.primary not in {n.name for n in dns}:
             issues.append(Issue("parameters.primary", f"'{p.primary}' is not a database node", "name a node with role 'database'"))
         for i, c in enumerate(p.cascade_standbys):

@@ -332,6 +332,20 @@ def test_every_real_capture_parses(name):
     assert len(q.datanodes) == 3 and len(q.cms) == (3 if "-v-" not in name else len(q.cms))
 
 
+def test_real_3az_lab_while_cm_builds_the_standbys():
+    q = parse((REAL / "query-Cvidpz-ALL-3az-building.txt").read_text())
+    assert q.cluster_state == "Unavailable" and q.cms_primary().node == "og6" and len(q.cms) == 7
+    assert [(d.az, d.node, d.static_role, d.dynamic_role, d.state, d.detail) for d in q.datanodes] == [
+        ("az1", "og1", "P", "Standby", "Need repair", "System id not matched"),
+        ("az1", "og2", "S", "Standby", "Need repair", "System id not matched"),
+        ("az1", "og3", "S", "Primary", "Normal", ""),
+        ("az2", "og4", "S", "Standby", "Building", "0%"),
+        ("az2", "og5", "S", "Standby", "Need repair", "System id not matched"),
+        ("az3", "og6", "S", "Standby", "Building", "92%"),
+        ("az3", "og7", "S", "Standby", "Need repair", "System id not matched")]
+    assert {d.shard for d in q.datanodes} == {0}  # one shard: the 7 replicas on one -C row
+
+
 def test_importable_alone_and_runnable_as_a_module(tmp_path):
     code = ("import sys, cmlab.engines.opengauss_cm.query as q; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('docker', 'pydantic', 'pyroute2')] "

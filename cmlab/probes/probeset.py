@@ -108,12 +108,13 @@ class ProbeSet:
         self.loop.stop()
         for p in self._threads:
             p.stop()
+        self.t_stop = time.monotonic()
         for o in self.observers:
-            # A reading that holds a resource (CM's query stream: a loop in a node) ends here.
+            # A reading that holds a resource (CM's query stream: a loop in a node) ends here,
+            # outside the probe window.
             close = getattr(getattr(o, "read", None), "close", None)
             if close is not None:
                 close()
-        self.t_stop = time.monotonic()
         h = History()
         for w in self.writers:
             h.writes += [WriteRec(w.name, x.seq, x.sent, x.acked, x.node, x.error, x.unknown) for x in w.writes]

@@ -35,7 +35,7 @@ def make(nodes, fallback_answers):
         fallbacks.append(1)
         return fallback_answers.pop(0)
 
-    qs = QueryStream(list(nodes), lambda node, script: nodes[node].lines(script),
+    qs = QueryStream(lambda node, script: nodes[node].lines(script),
                      lambda node, argv: runs.append((node, argv)) or (0, ""), fallback, 0.2, deadline_s=1.0)
     return qs, runs, fallbacks
 

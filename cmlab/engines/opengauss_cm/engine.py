@@ -333,8 +333,7 @@ class OpenGaussCm(Engine):
                 return _snapshot(plan, fallback()[1])
 
             return read_by_exec
-        queries = QueryStream([n.name for n in plan.nodes],
-                              lambda node, script: stream(plan.node(node), as_omm_script(script)),
+        queries = QueryStream(lambda node, script: stream(plan.node(node), as_omm_script(script)),
                               lambda node, argv: access.exec(plan.node(node), argv),
                               fallback, interval_s=self.min_reading_interval_s, deadline_s=10.0)
         return _StreamedSnapshots(plan, queries)

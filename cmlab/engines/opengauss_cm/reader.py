@@ -38,7 +38,6 @@ def loop_script(lease: str, interval_s: float) -> str:
 class QueryStream:
     """Readings of ``cm_ctl query -Cvidp`` from a loop in one node.
 
-    :param nodes: the nodes to read on, in order of preference (names).
     :param open_stream: ``(node, script) -> iterator of output lines``: runs
         ``script`` as omm in the node (``NodeAccess.stream``).
     :param run: ``(node, argv) -> (exit code, output)`` as omm (to remove the lease).
@@ -48,15 +47,14 @@ class QueryStream:
         before it takes one by ``fallback``.
     """
 
-    def __init__(self, nodes: list[str], open_stream: Callable[[str, str], Iterator[str]],
+    def __init__(self, open_stream: Callable[[str, str], Iterator[str]],
                  run: Callable[[str, list[str]], tuple[int, str]],
                  fallback: Callable[[], tuple[str, CmQuery]], interval_s: float, deadline_s: float) -> None:
-        self.nodes, self._open, self._run, self._fallback = nodes, open_stream, run, fallback
+        self._open, self._run, self._fallback = open_stream, run, fallback
         self.interval_s, self.deadline_s = interval_s, deadline_s
         self._readings: queue.Queue[tuple[str, object]] = queue.Queue()
         self._node: str | None = None
         self._lease = ""
-        self._thread: threading.Thread | None = None
         self._closed = False
         #: Counts, for the benchmark and the tests: readings from the stream, by fallback, streams opened.
         self.streamed = self.fell_back = self.opened = 0
@@ -67,9 +65,7 @@ class QueryStream:
         self._node = node
         self._readings = queue.Queue()
         lines = self._open(node, loop_script(self._lease, self.interval_s))
-        self._thread = threading.Thread(target=self._pump, args=(lines, self._readings), daemon=True,
-                                        name=f"cm-query-{node}")
-        self._thread.start()
+        threading.Thread(target=self._pump, args=(lines, self._readings), daemon=True, name=f"cm-query-{node}").start()
         self.opened += 1
 
     def _pump(self, lines: Iterator[str], out: queue.Queue) -> None:

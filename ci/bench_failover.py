@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cmlab.api import Lab  # noqa: E402
-from cmlab.report import TIMED  # noqa: E402
+from cmlab.checkers.metrics import SUMMARISED  # noqa: E402
 from cmlab.scenarios import get  # noqa: E402
 from cmlab.trials import run_scenario  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> None:
           f"resolution {doc['resolution_s']} s, parameters ttl={lab.plan.parameters['ttl']} "
           f"loop_wait={lab.plan.parameters['loop_wait']} retry_timeout={lab.plan.parameters['retry_timeout']}")
     print(f"{'metric (s)':24} {'n':>3} {'min':>8} {'p50':>8} {'p95':>8} {'max':>8} {'stdev':>8}")
-    for metric in TIMED:
+    for metric in SUMMARISED:
         st = doc["summary"][metric]
         if st["n"]:
             print(f"{metric:24} {st['n']:>3} {st['min']:8.3f} {st['p50']:8.3f} {st['p95']:8.3f} {st['max']:8.3f} {st['stdev']:8.3f}")

@@ -1,36 +1,20 @@
 """Metrics of one trial, computed from its :class:`~cmlab.history.History` alone.
 
-Definitions (all times in seconds on the monotonic clock; durations are
-measured from ``t_fault``, the moment the fault was in effect):
+Every metric is one entry of :data:`METRICS` (name, unit, definition, and the
+function that computes it); ``report.json``, ``junit.xml``, the HTML report,
+the CLI's table, the timeline plot and ``docs/report-schema.md`` iterate over
+that list, so a new metric is one entry here and nothing else.
 
-* ``detection_s``: until the manager first stops naming the old primary
-  (the leader observer reads none, or another node; a failed reading is
-  unknown and does not count).
-* ``promotion_s``: until a node other than the old primary first
-  acknowledges a write made straight to it (it accepts writes as primary).
-* ``vip_s``: until the VIP of the new primary's AZ is held by it alone.
-  ``vip_after_promotion_s`` is the VIP's own convergence.
-* ``client_rto_s``: the longest time without an acknowledged write through
-  any VIP, from the last acknowledgement before the fault to the end of the
-  probes (so a second blip after the heal counts too). ``outages`` lists every
-  gap longer than ``OUTAGE_GAP_S``.
-* ``following_s``: until the new primary reports every other database node
-  streaming from it (after a heal, this includes the old primary rejoining).
-* ``availability``: per node writer, the share of write attempts
-  acknowledged after the fault.
-* ``lost_writes``: acknowledged writes missing on the final primary (RPO),
-  each listed.
-* ``split_brain``: intervals in which two different nodes both acknowledged
-  writes as primary; a node's "primary" interval joins its acknowledgements
-  that are less than ``SPLIT_BRAIN_JOIN_S`` apart.
-* ``duplicate_vip``: intervals in which two nodes held the same VIP.
-
-A metric that did not happen (no failover, so no promotion) is None.
+All times are seconds on the host's monotonic clock; durations are measured
+from ``t_fault``, the moment the fault was in effect (its apply call
+returned). A metric that did not happen (no failover, so no promotion) is None.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from cmlab.history import History, WriteRec
@@ -39,37 +23,6 @@ from cmlab.history import History, WriteRec
 OUTAGE_GAP_S = 0.2
 #: Acknowledgements by one node closer than this belong to one primary interval, seconds.
 SPLIT_BRAIN_JOIN_S = 1.0
-
-
-@dataclass
-class TrialMetrics:
-    scenario: str
-    old_primary: str | None
-    new_primary: str | None
-    failover: bool
-    t_fault: float
-    t_heal: float | None
-    detection_s: float | None
-    promotion_s: float | None
-    vip_s: float | None
-    vip_after_promotion_s: float | None
-    client_rto_s: float | None
-    following_s: float | None
-    first_failed_write_s: float | None
-    outages: list[dict[str, float]] = field(default_factory=list)
-    availability: dict[str, float] = field(default_factory=dict)
-    acked_writes: int = 0
-    unknown_writes: int = 0
-    lost_writes: list[dict[str, Any]] = field(default_factory=list)
-    #: False when the final primary could not be read (no primary after the heal).
-    lost_writes_checked: bool = False
-    split_brain: list[dict[str, Any]] = field(default_factory=list)
-    duplicate_vip: list[dict[str, Any]] = field(default_factory=list)
-    resolution_s: float = 0.0
-    probe_cpu_percent: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _first(items, pred):
@@ -88,77 +41,248 @@ def _median_gap(samples: list[tuple[float, float, object]]) -> float:
     return round(gaps[len(gaps) // 2], 3) if gaps else 0.0
 
 
-def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetrics:
-    """The metrics of a trial.
+class TrialFacts:
+    """What the metrics of one trial are computed from: the history, the
+    writes found on the final primary, and the intermediate findings several
+    metrics share (each computed once).
 
     :param stored: ``(writer, seq)`` found on the final primary; when None,
         read from ``h.meta["stored"]`` (a saved trial), else lost writes are not checked.
+    :raises ValueError: the history has no ``fault-applied`` event.
     """
-    applied = h.event("fault-applied")
-    if applied is None:
-        raise ValueError("the history has no fault-applied event")
-    t_fault = float(applied["t"])
-    healed = h.event("healed")
-    t_heal = float(healed["t"]) if healed else None
-    old = h.meta.get("old_primary")
-    end = h.meta.get("probe_window", [t_fault, t_fault])[1]
 
-    # The new primary: the first node other than the old one to acknowledge a write straight to it.
-    direct = [w for w in _acks(h.writes, "node:") if w.acked >= t_fault and w.node and w.node != old]
-    promoted = direct[0] if direct else None
-    new = promoted.node if promoted else h.meta.get("final_primary") or old
-    failover = promoted is not None
+    def __init__(self, h: History, stored: set[tuple[str, int]] | None = None) -> None:
+        applied = h.event("fault-applied")
+        if applied is None:
+            raise ValueError("the history has no fault-applied event")
+        self.h = h
+        self.t_fault = float(applied["t"])
+        healed = h.event("healed")
+        self.t_heal = float(healed["t"]) if healed else None
+        self.old: str | None = h.meta.get("old_primary")
+        self.end = float(h.meta.get("probe_window", [self.t_fault, self.t_fault])[1])
+        if stored is None and "stored" in h.meta:
+            stored = {(w, s) for w, s in h.meta["stored"]}
+        self.stored = stored
 
-    detection = _first(h.leader, lambda s: s[0] >= t_fault and s[2] != old and not str(s[2]).startswith("error:"))
-    vip_name = h.meta.get("vip_of", {}).get(new or "")
-    vip_moved = None
-    if vip_name and failover:
-        vip_moved = _first(h.vips, lambda s: s[0] >= promoted.acked - 1e-9 and s[2].get(vip_name) == [new])
+    def since_fault(self, t: float | None) -> float | None:
+        return None if t is None else t - self.t_fault
 
-    vip_acks = _acks(h.writes, "vip:")
-    before = [w.acked for w in vip_acks if w.acked <= t_fault]
-    times = ([before[-1]] if before else []) + [w.acked for w in vip_acks if w.acked > t_fault] + [end]
-    gaps = [(a, b) for a, b in zip(times, times[1:])]
-    rto = max((b - a for a, b in gaps), default=None) if before else None
-    outages = [{"start": a - t_fault, "end": b - t_fault, "seconds": b - a} for a, b in gaps if b - a > OUTAGE_GAP_S]
+    @cached_property
+    def promoted(self) -> WriteRec | None:
+        """The first write made straight to a node other than the old primary
+        and acknowledged after the fault: that node accepts writes as primary."""
+        return _first(_acks(self.h.writes, "node:"), lambda w: w.acked >= self.t_fault and w.node and w.node != self.old)
 
-    first_failed = _first(h.writes, lambda w: w.writer.startswith("vip:") and w.sent >= t_fault and w.acked is None)
+    @property
+    def failover(self) -> bool:
+        return self.promoted is not None
 
-    others = set(h.meta.get("database_nodes", [])) - {new}
-    following = _first(h.roles, lambda r: r[0] >= t_fault and r[2].get("node") == new
-                       and r[2].get("role") == "primary" and others <= set(r[2].get("followers", [])))
+    @cached_property
+    def new(self) -> str | None:
+        return self.promoted.node if self.promoted else self.h.meta.get("final_primary") or self.old
 
-    availability = {}
-    for writer in sorted({w.writer for w in h.writes if w.writer.startswith("node:")}):
-        attempts = [w for w in h.writes if w.writer == writer and w.sent >= t_fault]
+    @cached_property
+    def vip_arrived(self) -> float | None:
+        """When the VIP of the new primary's AZ was first seen on it alone
+        after the fault, whatever the order with its first acknowledged write."""
+        vip = self.h.meta.get("vip_of", {}).get(self.new or "")
+        if not (vip and self.failover):
+            return None
+        sample = _first(self.h.vips, lambda s: s[0] >= self.t_fault and s[2].get(vip) == [self.new])
+        return sample[0] if sample else None
+
+    @cached_property
+    def vip_gaps(self) -> list[tuple[float, float]] | None:
+        """Consecutive VIP acknowledgements from the last one before the fault
+        to the end of the probes; None with no acknowledgement before the fault."""
+        acks = _acks(self.h.writes, "vip:")
+        before = [w.acked for w in acks if w.acked <= self.t_fault]
+        if not before:
+            return None
+        times = [before[-1]] + [w.acked for w in acks if w.acked > self.t_fault] + [self.end]
+        return list(zip(times, times[1:]))
+
+    @cached_property
+    def acked(self) -> list[WriteRec]:
+        return [w for w in self.h.writes if w.acked is not None]
+
+
+def _detection(f: TrialFacts) -> float | None:
+    s = _first(f.h.leader, lambda s: s[0] >= f.t_fault and s[2] != f.old and not str(s[2]).startswith("error:"))
+    return f.since_fault(s[0]) if s else None
+
+
+def _client_rto(f: TrialFacts) -> float | None:
+    return max((b - a for a, b in f.vip_gaps), default=None) if f.vip_gaps is not None else None
+
+
+def _outages(f: TrialFacts) -> list[dict[str, float]]:
+    return [{"start": a - f.t_fault, "end": b - f.t_fault, "seconds": b - a}
+            for a, b in f.vip_gaps or [] if b - a > OUTAGE_GAP_S]
+
+
+def _following(f: TrialFacts) -> float | None:
+    others = set(f.h.meta.get("database_nodes", [])) - {f.new}
+    r = _first(f.h.roles, lambda r: r[0] >= f.t_fault and r[2].get("node") == f.new
+               and r[2].get("role") == "primary" and others <= set(r[2].get("followers", [])))
+    return f.since_fault(r[0]) if r else None
+
+
+def _first_failed_write(f: TrialFacts) -> float | None:
+    w = _first(f.h.writes, lambda w: w.writer.startswith("vip:") and w.sent >= f.t_fault and w.acked is None)
+    return f.since_fault(w.sent) if w else None
+
+
+def _availability(f: TrialFacts) -> dict[str, float]:
+    out = {}
+    for writer in sorted({w.writer for w in f.h.writes if w.writer.startswith("node:")}):
+        attempts = [w for w in f.h.writes if w.writer == writer and w.sent >= f.t_fault]
         if attempts:
-            availability[writer.removeprefix("node:")] = round(sum(w.acked is not None for w in attempts) / len(attempts), 4)
+            out[writer.removeprefix("node:")] = round(sum(w.acked is not None for w in attempts) / len(attempts), 4)
+    return out
 
-    if stored is None and "stored" in h.meta:
-        stored = {(w, s) for w, s in h.meta["stored"]}
-    acked = [w for w in h.writes if w.acked is not None]
-    lost = []
-    if stored is not None:
-        lost = [{"writer": w.writer, "seq": w.seq, "acked_s": w.acked - t_fault, "node": w.node}
-                for w in acked if (w.writer, w.seq) not in stored]
 
-    cadence = h.meta.get("cadence", {})
-    resolution = max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0),
-                     _median_gap(h.leader))
-    return TrialMetrics(
-        scenario=str(h.meta.get("scenario", "")), old_primary=old, new_primary=new, failover=failover,
-        t_fault=t_fault, t_heal=t_heal,
-        detection_s=detection[0] - t_fault if detection else None,
-        promotion_s=promoted.acked - t_fault if promoted else None,
-        vip_s=vip_moved[0] - t_fault if vip_moved else None,
-        vip_after_promotion_s=vip_moved[0] - promoted.acked if vip_moved and promoted else None,
-        client_rto_s=rto, following_s=following[0] - t_fault if following else None,
-        first_failed_write_s=first_failed.sent - t_fault if first_failed else None,
-        outages=outages, availability=availability,
-        acked_writes=len(acked), unknown_writes=sum(w.unknown for w in h.writes),
-        lost_writes=lost, lost_writes_checked=stored is not None, split_brain=split_brain(h.writes, t_fault), duplicate_vip=duplicate_vip(h, t_fault),
-        resolution_s=resolution, probe_cpu_percent=h.meta.get("probe_cpu_percent_of_one_core"),
-    )
+def _lost_writes(f: TrialFacts) -> list[dict[str, Any]]:
+    if f.stored is None:
+        return []
+    return [{"writer": w.writer, "seq": w.seq, "acked_s": w.acked - f.t_fault, "node": w.node}
+            for w in f.acked if (w.writer, w.seq) not in f.stored]
+
+
+def _resolution(f: TrialFacts) -> float:
+    cadence = f.h.meta.get("cadence", {})
+    return max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0),
+               _median_gap(f.h.leader))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a trial.
+
+    :param name: its key in ``report.json``'s ``trials[]``, ``metrics.json``
+        and ``junit.xml``; a duration ends in ``_s``.
+    :param unit: ``s`` (seconds from the fault), ``monotonic s`` (a time on
+        the monotonic clock), ``node``, ``bool``, ``count``, ``ratio``, or
+        ``list`` (of intervals or writes: JUnit and the tables show its length).
+    :param definition: what it measures, one sentence for the docs.
+    :param value: computes it from a trial's facts.
+    :param summarised: summarised over trials (min / p50 / p95 / max) in the
+        report's ``summary`` and the CLI's table.
+    :param column: its header in the HTML report's trial table (None: not shown).
+    :param total: its key in the report's ``totals`` (its sum over trials; a
+        list adds its length, a bool counts the trials where it holds).
+    :param marker: its label as a vertical line on the timeline plot.
+    """
+
+    name: str
+    unit: str
+    definition: str
+    value: Callable[[TrialFacts], Any]
+    summarised: bool = False
+    column: str | None = None
+    total: str | None = None
+    marker: str | None = None
+
+    def count(self, v: Any) -> int | float:
+        """The value as it adds to a total or shows in a table: a list by its length."""
+        return len(v) if isinstance(v, (list, dict)) else 0 if v is None else v
+
+
+METRICS: list[Metric] = [
+    Metric("scenario", "name", "the scenario the trial ran", lambda f: str(f.h.meta.get("scenario", ""))),
+    Metric("old_primary", "node", "the primary when the fault was applied", lambda f: f.old),
+    Metric("new_primary", "node", "the first other node to acknowledge a write made straight to it after the "
+           "fault; without one, the final primary", lambda f: f.new),
+    Metric("failover", "bool", "whether another node became primary (acknowledged a write made straight to it)",
+           lambda f: f.failover, total="failovers"),
+    Metric("t_fault", "monotonic s", "when the fault was in effect (its apply call returned)", lambda f: f.t_fault),
+    Metric("t_heal", "monotonic s", "when the heal was in effect", lambda f: f.t_heal),
+    Metric("detection_s", "s", "until the manager first stops naming the old primary (the leader observer reads "
+           "none, or another node; a failed reading does not count; CM: the CMS view)", _detection,
+           summarised=True, column="detection", marker="detection"),
+    Metric("promotion_s", "s", "until a node other than the old primary first acknowledges a write made straight "
+           "to it", lambda f: f.since_fault(f.promoted.acked) if f.promoted else None,
+           summarised=True, column="promotion", marker="promotion"),
+    Metric("vip_s", "s", "until the VIP of the new primary's AZ is first seen on it alone after the fault, "
+           "whatever its order with the first acknowledged write", lambda f: f.since_fault(f.vip_arrived),
+           summarised=True, column="VIP", marker="VIP moved"),
+    Metric("vip_after_promotion_s", "s", "the VIP's arrival less the promotion: the VIP's own convergence; "
+           "negative when the VIP manager moved it before the new primary acknowledged its first write",
+           lambda f: f.vip_arrived - f.promoted.acked if f.vip_arrived is not None and f.promoted else None,
+           summarised=True),
+    Metric("client_rto_s", "s", "the longest time without an acknowledged write through any VIP, from the last "
+           "acknowledgement before the fault to the end of the probes (a second blip after the heal counts too)",
+           _client_rto, summarised=True, column="RTO"),
+    Metric("following_s", "s", "until the new primary reports every other database node streaming from it "
+           "(after a heal, this includes the old primary rejoining)", _following, summarised=True, column="following"),
+    Metric("first_failed_write_s", "s", "the first failed write through a VIP after the fault", _first_failed_write),
+    Metric("outages", "list", f"every gap of over {OUTAGE_GAP_S} s between VIP acknowledgements: `start`, `end`, "
+           "`seconds`", _outages),
+    Metric("availability", "ratio", "per node: the share of the writes made straight to it after the fault that "
+           "were acknowledged", _availability),
+    Metric("acked_writes", "count", "acknowledged writes", lambda f: len(f.acked)),
+    Metric("unknown_writes", "count", "writes that may or may not have committed (the connection broke after "
+           "the request)", lambda f: sum(w.unknown for w in f.h.writes), total="unknown_writes"),
+    Metric("lost_writes", "list", "acknowledged writes missing on the final primary (RPO): `writer`, `seq`, "
+           "`acked_s`, `node`", _lost_writes, column="lost", total="lost_writes"),
+    Metric("lost_writes_checked", "bool", "false when the final primary could not be read (no primary after "
+           "the heal), so lost writes were not checked", lambda f: f.stored is not None),
+    Metric("split_brain", "list", "intervals in which two nodes both acknowledged writes as primary (a node's "
+           f"acknowledgements less than {SPLIT_BRAIN_JOIN_S} s apart form one interval): `nodes`, `start`, `end`, "
+           "`seconds`", lambda f: split_brain(f.h.writes, f.t_fault), column="split brain", total="split_brain_intervals"),
+    Metric("duplicate_vip", "list", "intervals in which a VIP was on two nodes: `vip`, `nodes`, `start`, `end`, "
+           "`seconds`", lambda f: duplicate_vip(f.h, f.t_fault), column="dup VIP", total="duplicate_vip_intervals"),
+    Metric("resolution_s", "s", "the measurement's resolution: the largest of the write cadence, the fast "
+           "observers' cadence, the leader's, and the median gap between leader readings as taken", _resolution),
+    Metric("probe_cpu_percent", "percent", "the probes' CPU, percent of one core",
+           lambda f: f.h.meta.get("probe_cpu_percent_of_one_core")),
+]
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+#: Metrics summarised over trials, in report order (seconds).
+SUMMARISED: tuple[str, ...] = tuple(m.name for m in METRICS if m.summarised)
+
+
+class TrialMetrics:
+    """The metrics of one trial, by name (``m.client_rto_s``), in
+    :data:`METRICS` order; see each entry for its definition and unit."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrialMetrics) and other._values == self._values
+
+    def __repr__(self) -> str:
+        return f"TrialMetrics({self._values!r})"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def compute(h: History, stored: set[tuple[str, int]] | None = None) -> TrialMetrics:
+    """The metrics of a trial (every entry of :data:`METRICS`).
+
+    :param stored: ``(writer, seq)`` found on the final primary; when None,
+        read from ``h.meta["stored"]`` (a saved trial), else lost writes are not checked.
+    :raises ValueError: the history has no ``fault-applied`` event.
+    """
+    facts = TrialFacts(h, stored)
+    return TrialMetrics({m.name: m.value(facts) for m in METRICS})
+
+
+def markdown_table() -> str:
+    """The metrics as the Markdown table of ``docs/report-schema.md``."""
+    rows = ["| field | unit | meaning |", "|---|---|---|"]
+    rows += [f"| `{m.name}` | {m.unit} | {m.definition} |" for m in METRICS]
+    return "\n".join(rows)
 
 
 def _intervals(times: list[float], join_s: float) -> list[tuple[float, float]]:

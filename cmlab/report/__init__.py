@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
-from cmlab.checkers.metrics import TrialMetrics, compute
+from cmlab.checkers.metrics import METRICS, SUMMARISED, TrialMetrics, compute
 from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
 from cmlab.history import History
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from cmlab.trials import Run
 
 SCHEMA = "cmlab.run/1"
-#: Metrics summarised over trials (seconds).
-TIMED = ("client_rto_s", "detection_s", "promotion_s", "vip_s", "vip_after_promotion_s", "following_s")
 
 
 def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, bool | None]:
@@ -57,15 +55,10 @@ def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], m
                      "promises": {"rto_bound_s": bound, "failover": scenario.failover,
                                   "no_lost_writes": scenario.no_lost_writes, "no_split_brain": scenario.no_split_brain}},
         "resolution_s": max((m.resolution_s for _, _, m in trials), default=None),
-        "summary": {k: summary([getattr(m, k) for _, _, m in trials]) for k in TIMED},
-        "totals": {
-            "trials": len(trials),
-            "failovers": sum(m.failover for _, _, m in trials),
-            "lost_writes": sum(len(m.lost_writes) for _, _, m in trials),
-            "split_brain_intervals": sum(len(m.split_brain) for _, _, m in trials),
-            "duplicate_vip_intervals": sum(len(m.duplicate_vip) for _, _, m in trials),
-            "unknown_writes": sum(m.unknown_writes for _, _, m in trials),
-        },
+        "summary": {k: summary([getattr(m, k) for _, _, m in trials]) for k in SUMMARISED},
+        "totals": {"trials": len(trials), **{
+            metric.total: sum(metric.count(getattr(m, metric.name)) for _, _, m in trials)
+            for metric in METRICS if metric.total}},
         "probe_cpu_percent": summary([m.probe_cpu_percent for _, _, m in trials]),
         "trials": rows,
     }
@@ -85,10 +78,10 @@ def junit(doc: dict[str, Any]) -> bytes:
         case = ET.SubElement(suite, "testcase", classname=f"cmlab.{doc['scenario']['name']}", name=f"trial-{r['trial']:02d}",
                              time=f"{(r['client_rto_s'] or 0):.3f}")
         cprops = ET.SubElement(case, "properties")
-        for key in (*TIMED, "failover", "old_primary", "new_primary"):
-            ET.SubElement(cprops, "property", name=key, value=str(r[key]))
-        for key in ("lost_writes", "split_brain", "duplicate_vip"):
-            ET.SubElement(cprops, "property", name=key, value=str(len(r[key])))
+        for metric in METRICS:
+            value = r.get(metric.name)
+            shown = metric.count(value) if metric.unit == "list" else value
+            ET.SubElement(cprops, "property", name=metric.name, value=str(shown))
         broken = [k for k, v in r["verdicts"].items() if v is False]
         if broken:
             ET.SubElement(case, "failure", message=", ".join(broken)).text = json.dumps(
@@ -122,13 +115,14 @@ def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
         kept = sum(r["verdicts"].get(vkey) is True for r in doc["trials"])
         broken = sum(r["verdicts"].get(vkey) is False for r in doc["trials"])
         out.append(f"<tr><th>{key}</th><td>{_fmt(value)}</td><td>{kept} / {broken}</td></tr>")
-    out.append("</table><h2>Trials</h2><table><tr><th>trial</th><th>old → new</th><th>RTO</th><th>detection</th>"
-               "<th>promotion</th><th>VIP</th><th>following</th><th>lost</th><th>split brain</th><th>dup VIP</th><th>verdicts</th></tr>")
+    columns = [m for m in METRICS if m.column]
+    out.append("</table><h2>Trials</h2><table><tr><th>trial</th><th>old → new</th>"
+               + "".join(f"<th>{html.escape(m.column or '')}</th>" for m in columns) + "<th>verdicts</th></tr>")
     for r in doc["trials"]:
         v = "; ".join(f"{k}: {verdict[x]}" for k, x in r["verdicts"].items())
-        out.append(f"<tr><td>{r['trial']}</td><td>{r['old_primary']} → {r['new_primary']}</td>" + "".join(
-            f"<td>{_fmt(r[k])}</td>" for k in ("client_rto_s", "detection_s", "promotion_s", "vip_s", "following_s"))
-            + f"<td>{len(r['lost_writes'])}</td><td>{len(r['split_brain'])}</td><td>{len(r['duplicate_vip'])}</td><td>{v}</td></tr>")
+        out.append(f"<tr><td>{r['trial']}</td><td>{r['old_primary']} → {r['new_primary']}</td>"
+                   + "".join(f"<td>{_fmt(m.count(r.get(m.name)) if m.unit == 'list' else r.get(m.name))}</td>" for m in columns)
+                   + f"<td>{v}</td></tr>")
     out.append("</table>")
     for r in doc["trials"]:
         out.append(f"<h3>Trial {r['trial']}</h3>{svgs.get(r['trial'], '')}")

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from cmlab.checkers.metrics import TrialMetrics  # noqa: E402
+from cmlab.checkers.metrics import METRICS, TrialMetrics  # noqa: E402
 from cmlab.history import History  # noqa: E402
 
 ROLE_COLOURS = {"primary": "#d62728", "sync standby": "#1f77b4", "standby": "#9ecae1", "cascade standby": "#c6dbef",
@@ -71,7 +71,9 @@ def draw(h: History, m: TrialMetrics, fmt: str = "png") -> bytes:
     applied = h.event("fault-applied") or {}
     call = float(applied.get("t_call", t0)) - t0
     ax.axvspan(call, (m.t_heal - t0) if m.t_heal else end, color="#ff7f0e", alpha=0.12, label="fault (call to heal)")
-    for value, label, style in ((m.detection_s, "detection", ":"), (m.promotion_s, "promotion", "--"), (m.vip_s, "VIP moved", "-.")):
+    marked = [metric for metric in METRICS if metric.marker]
+    for metric, style in zip(marked, (":", "--", "-.", (0, (1, 3)), (0, (5, 1)))):
+        value, label = getattr(m, metric.name), metric.marker
         if value is not None:
             ax.axvline(value, color="#444444", linestyle=style, linewidth=1, label=f"{label} {value:.2f} s")
     ax.set_yticks(list(y.values()), list(y.keys()), fontsize=8)

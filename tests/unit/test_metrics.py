@@ -110,3 +110,58 @@ def test_resolution_is_the_readings_spacing_when_they_are_slower_than_asked():
     assert compute(h).resolution_s == pytest.approx(0.95)
     h.leader = [(9.0 + 0.2 * i, 0.01, "pg1") for i in range(40)]
     assert compute(h).resolution_s == pytest.approx(0.2)
+
+
+def test_the_vip_arriving_before_the_first_direct_write_counts_at_its_arrival():
+    """Seen on a Patroni lab: vip-manager added the VIP at 11.13 s, the first
+    direct write was acknowledged a few milliseconds later, and the old rule
+    (samples at or after that write) reported the next sample, 11.93 s."""
+    h = history()
+    h.vips = [(9.0, 0.001, {"vip-az1": ["pg1"]}), (12.0, 0.001, {"vip-az1": []}),
+              (13.99, 0.001, {"vip-az1": ["pg2"]}), (14.8, 0.001, {"vip-az1": ["pg2"]})]
+    m = compute(h)
+    assert m.vip_s == pytest.approx(3.99)
+    assert m.vip_after_promotion_s == pytest.approx(3.99 - 4.004, abs=0.001)
+    assert m.vip_after_promotion_s < 0
+
+
+def test_the_vip_held_by_the_old_primary_alone_is_not_an_arrival():
+    h = history()
+    h.vips = [(9.0, 0.001, {"vip-az1": ["pg1"]}), (10.5, 0.001, {"vip-az1": ["pg1"]})]
+    assert compute(h).vip_s is None
+
+
+def test_every_registered_metric_is_in_the_trial_json_the_report_and_junit(tmp_path):
+    from xml.etree import ElementTree as ET
+
+    from cmlab.checkers.metrics import METRICS, SUMMARISED
+    from cmlab.report import build, junit
+    from cmlab.scenarios import get
+
+    h = history()
+    h.meta["timing"] = {"start_s": 60.0, "failover_s": 30.0, "vip_s": 5.0}
+    m = compute(h)
+    assert list(m.to_json()) == [x.name for x in METRICS]
+    doc = build(get("kill-primary"), [(1, h, m)], {"lab": "t", "engine": "e", "parameters": {}})
+    assert list(doc["summary"]) == list(SUMMARISED)
+    assert {x.total for x in METRICS if x.total} | {"trials"} == set(doc["totals"])
+    names = {p.get("name") for p in ET.fromstring(junit(doc)).iter("property")}
+    assert {x.name for x in METRICS} <= names
+
+
+def test_the_schema_doc_lists_every_metric_as_registered():
+    import os
+    from pathlib import Path
+
+    from cmlab.checkers.metrics import markdown_table
+
+    doc = Path(__file__).parents[2] / "docs" / "report-schema.md"
+    text = doc.read_text()
+    begin, end = "<!-- metrics:begin -->\n", "<!-- metrics:end -->"
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    want = f"{head}{begin}{markdown_table()}\n{end}{tail}"
+    if os.environ.get("CMLAB_UPDATE_GOLDEN"):
+        doc.write_text(want)
+        text = want
+    assert text == want, f"{doc} is not current (CMLAB_UPDATE_GOLDEN=1 rewrites it)"

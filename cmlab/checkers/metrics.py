@@ -184,9 +184,9 @@ class Metric:
     total: str | None = None
     marker: str | None = None
 
-    def count(self, v: Any) -> int | float:
-        """The value as it adds to a total or shows in a table: a list by its length."""
-        return len(v) if isinstance(v, (list, dict)) else 0 if v is None else v
+    def brief(self, v: Any) -> Any:
+        """The value as a table, a JUnit property or a total shows it: a list by its length."""
+        return len(v) if self.unit == "list" and v is not None else v
 
 
 METRICS: list[Metric] = [

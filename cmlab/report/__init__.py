@@ -57,7 +57,7 @@ def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], m
         "resolution_s": max((m.resolution_s for _, _, m in trials), default=None),
         "summary": {k: summary([getattr(m, k) for _, _, m in trials]) for k in SUMMARISED},
         "totals": {"trials": len(trials), **{
-            metric.total: sum(metric.count(getattr(m, metric.name)) for _, _, m in trials)
+            metric.total: sum(metric.brief(getattr(m, metric.name)) or 0 for _, _, m in trials)
             for metric in METRICS if metric.total}},
         "probe_cpu_percent": summary([m.probe_cpu_percent for _, _, m in trials]),
         "trials": rows,
@@ -79,9 +79,7 @@ def junit(doc: dict[str, Any]) -> bytes:
                              time=f"{(r['client_rto_s'] or 0):.3f}")
         cprops = ET.SubElement(case, "properties")
         for metric in METRICS:
-            value = r.get(metric.name)
-            shown = metric.count(value) if metric.unit == "list" else value
-            ET.SubElement(cprops, "property", name=metric.name, value=str(shown))
+            ET.SubElement(cprops, "property", name=metric.name, value=str(metric.brief(r.get(metric.name))))
         broken = [k for k, v in r["verdicts"].items() if v is False]
         if broken:
             ET.SubElement(case, "failure", message=", ".join(broken)).text = json.dumps(
@@ -121,7 +119,7 @@ def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
     for r in doc["trials"]:
         v = "; ".join(f"{k}: {verdict[x]}" for k, x in r["verdicts"].items())
         out.append(f"<tr><td>{r['trial']}</td><td>{r['old_primary']} → {r['new_primary']}</td>"
-                   + "".join(f"<td>{_fmt(m.count(r.get(m.name)) if m.unit == 'list' else r.get(m.name))}</td>" for m in columns)
+                   + "".join(f"<td>{_fmt(m.brief(r.get(m.name)))}</td>" for m in columns)
                    + f"<td>{v}</td></tr>")
     out.append("</table>")
     for r in doc["trials"]:

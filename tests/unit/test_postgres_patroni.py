@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cmlab.engines.base import NodeRole
 from cmlab.engines.postgres_patroni import PostgresPatroni
 from cmlab.engines.postgres_patroni import config
 from cmlab.engines.registry import default_registry
+from cmlab.errors import EngineError
 from cmlab.topology import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,8 +83,14 @@ def test_timing_derives_from_the_parameters():
 
 
 class FakeAccess:
-    def __init__(self, cluster, running=None):
+    """Patroni's /cluster is ``cluster``; the leader's /patroni lists ``replication``
+    (default: ``sync`` for the members /cluster calls sync_standby)."""
+
+    def __init__(self, cluster, running=None, replication=None):
         self.cluster, self.running_ = cluster, running or {}
+        self.replication = replication if replication is not None else [
+            {"application_name": m["name"], "state": "streaming", "sync_state": "sync" if m["role"] == "sync_standby" else "async"}
+            for m in cluster.get("members", []) if m["role"] != "leader"]
 
     def running(self, node):
         return self.running_.get(node.name, True)
@@ -89,6 +98,8 @@ class FakeAccess:
     def http_json(self, node, port, path, timeout_s):
         if port == 2379:
             return {"health": "true"}
+        if path == "/patroni":
+            return {"role": "master", "state": "running", "replication": self.replication}
         return self.cluster
 
     def http_get(self, node, port, path, timeout_s):
@@ -117,6 +128,65 @@ def test_observe_maps_patroni_roles_and_reports_readiness():
     down = ENGINE.observe(plan, FakeAccess({"members": cluster["members"][1:]}, running={"pg1": False}))
     assert down.node("pg1").role is NodeRole.down
     assert not down.ready and "0 primaries" in down.not_ready
+
+
+def test_a_standby_named_in_the_sync_key_is_sync_only_when_the_primary_replicates_synchronously_to_it():
+    # Patroni 3.0.2's /cluster calls the /sync key's members sync_standby whoever the
+    # key's leader is; a stale key after a switchover left the primary asynchronous.
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    cluster = {"members": [
+        {"name": "pg1", "role": "leader", "state": "running", "timeline": 2},
+        {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0, "timeline": 2},
+        {"name": "pg3", "role": "replica", "state": "streaming", "lag": 0, "timeline": 2},
+    ]}
+    asynchronous = [{"application_name": n, "state": "streaming", "sync_state": "async"} for n in ("pg2", "pg3")]
+    state = ENGINE.observe(plan, FakeAccess(cluster, replication=asynchronous))
+    assert state.node("pg2").role is NodeRole.standby
+    assert not state.ready and state.not_ready == "no sync standby yet"
+
+
+class SwitchoverAccess(FakeAccess):
+    """Records the REST calls; the /sync key is deleted after ``sync_reads`` reads."""
+
+    def __init__(self, cluster, sync_reads):
+        super().__init__(cluster)
+        self.calls, self.sync_reads = [], sync_reads
+
+    def http_get(self, node, port, path, timeout_s):
+        if "/sync?" in path:
+            self.calls.append("read /sync")
+            self.sync_reads -= 1
+            return (200, b'{"node": {"value": "pg1 sync"}}') if self.sync_reads >= 0 else (404, b"{}")
+        return super().http_get(node, port, path, timeout_s)
+
+    def http_post(self, node, port, path, body, timeout_s, method="POST"):
+        self.calls.append(f"{method} {path} {json.dumps(body, sort_keys=True)}")
+        return 200, "ok"
+
+
+def test_switchover_to_a_non_sync_standby_waits_for_the_sync_key_to_go_before_switching():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    cluster = {"members": [
+        {"name": "pg1", "role": "leader", "state": "running"},
+        {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0},
+        {"name": "pg3", "role": "replica", "state": "streaming", "lag": 0},
+    ]}
+    access = SwitchoverAccess(cluster, sync_reads=2)
+    ENGINE.switchover(plan, access, "pg3")
+    assert access.calls == [
+        'PATCH /config {"synchronous_mode": false}', "read /sync", "read /sync", "read /sync",
+        'POST /switchover {"candidate": "pg3", "leader": "pg1"}', 'PATCH /config {"synchronous_mode": true}']
+
+
+def test_switchover_gives_up_when_the_leader_keeps_its_sync_key():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry(), parameters={"loop_wait": 1, "retry_timeout": 1, "ttl": 5})
+    cluster = {"members": [{"name": "pg1", "role": "leader", "state": "running"},
+                           {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0}]}
+    access = SwitchoverAccess(cluster, sync_reads=10**6)
+    with pytest.raises(EngineError, match="kept its /sync key"):
+        ENGINE.switchover(plan, access, "pg2")
+    assert not any("/switchover" in c for c in access.calls)
+    assert access.calls[-1] == 'PATCH /config {"synchronous_mode": true}'
 
 
 class RestAccess:

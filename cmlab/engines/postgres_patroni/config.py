@@ -45,6 +45,11 @@ def leader_key(plan: LabPlan) -> str:
     return f"{NAMESPACE}{plan.name}/leader"
 
 
+def sync_key(plan: LabPlan) -> str:
+    """Patroni's ``/sync`` key: ``{"leader": ..., "sync_standby": ...}``."""
+    return f"{NAMESPACE}{plan.name}/sync"
+
+
 def _yaml(data: object) -> str:
     # JSON is valid YAML, and it leaves no doubt about quoting.
     return json.dumps(data, indent=2) + "\n"

@@ -26,9 +26,10 @@ from cmlab.engines.base import (
 )
 from cmlab.engines.postgres_patroni import config
 from cmlab.engines.postgres_patroni.parameters import PatroniParameters
-from cmlab.errors import EngineError, Issue
+from cmlab.errors import EngineError, Issue, WaitTimeout
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
+from cmlab.wait import wait_for
 
 #: Patroni 3.0.2's /cluster roles (patroni@v3.0.2 patroni/utils.py cluster_as_json).
 _ROLES = {"leader": NodeRole.primary, "master": NodeRole.primary, "sync_standby": NodeRole.sync_standby,
@@ -178,18 +179,47 @@ class PostgresPatroni(Engine):
         if leader == candidate:
             return
         node = plan.node(leader)
-        sync = PatroniParameters.model_validate(plan.parameters).synchronous_mode
+        p = PatroniParameters.model_validate(plan.parameters)
+        sync = p.synchronous_mode
         # In synchronous mode Patroni switches over only to the sync standby; to reach
         # another node, synchronous mode is paused for the switchover (PATCH /config is dynamic).
         if sync:
             self._set_sync(access, node, False)
         try:
+            if sync:
+                self._wait_sync_key_gone(plan, access, p)
             status, body = access.http_post(node, config.REST_PORT, "/switchover", {"leader": leader, "candidate": candidate}, 30.0)
         finally:
             if sync:
                 self._set_sync(access, node, True)
         if status != 200:
             raise EngineError(f"switchover {leader} -> {candidate} refused (HTTP {status}): {body.strip()}")
+
+    @staticmethod
+    def _wait_sync_key_gone(plan: LabPlan, access: NodeAccess, p: PatroniParameters) -> None:
+        """Wait until the leader, in its next HA loop, has deleted the ``/sync`` key
+        (deadline: two loops plus retry_timeout, seconds).
+
+        Why: a switchover that runs before the deletion leaves the old leader's
+        ``/sync`` behind. When the new leader then picks the same standby, Patroni
+        3.0.2 (``Ha.process_sync_replication``: ``current`` is the key's members,
+        whoever its leader) sees nothing to change and never sets
+        ``synchronous_standby_names``: it acknowledges writes asynchronously while
+        the key lets that standby be promoted. Seen in CI: 449 acknowledged writes
+        lost when the primary's AZ was cut away after such a switchover.
+
+        :raises EngineError: the key is still there after the deadline.
+        """
+        reading = HttpReading(
+            endpoints=tuple((n, config.ETCD_CLIENT_PORT) for n in plan.nodes_with(Role.quorum)),
+            path=f"/v2/keys{config.sync_key(plan)}?quorum=true", timeout_s=HTTP_TIMEOUT_S,
+            parse=lambda status, body: _leader_value(status, body) is None,
+            failure="no etcd member answered a quorum read of the sync key")
+        deadline_s = 2 * p.loop_wait + p.retry_timeout
+        try:
+            wait_for(lambda: reading.take(access), bool, deadline_s, min(0.25, p.loop_wait / 4), "deleted /sync key")
+        except WaitTimeout as exc:
+            raise EngineError(f"synchronous mode paused for the switchover, but the leader kept its /sync key: {exc}") from None
 
     @staticmethod
     def _set_sync(access: NodeAccess, node: NodePlan, on: bool) -> None:
@@ -226,6 +256,7 @@ class PostgresPatroni(Engine):
             members = {m["name"]: m for m in data.get("members", [])}
             break
         p = PatroniParameters.model_validate(plan.parameters)
+        synchronous = _synchronous_standbys(plan, access, leader) if running.get(leader or "") else set()
         states = []
         for node in plan.nodes:
             if not running[node.name]:
@@ -236,8 +267,13 @@ class PostgresPatroni(Engine):
                     states.append(NodeState(node.name, NodeRole.unknown, healthy=False, detail="not a Patroni member yet"))
                     continue
                 lag = m.get("lag")
+                role = _ROLES.get(m.get("role", ""), NodeRole.unknown)
+                if role is NodeRole.sync_standby and node.name not in synchronous:
+                    # /cluster names the /sync key's members whoever its leader; the
+                    # primary may not replicate synchronously to them (yet).
+                    role = NodeRole.standby
                 states.append(NodeState(
-                    node.name, _ROLES.get(m.get("role", ""), NodeRole.unknown),
+                    node.name, role,
                     healthy=m.get("state") in ("running", "streaming"),
                     lag_bytes=lag if isinstance(lag, int) else None,
                     timeline=m.get("timeline"), detail=str(m.get("state", "")),
@@ -246,6 +282,18 @@ class PostgresPatroni(Engine):
                 healthy = _etcd_healthy(access, node)
                 states.append(NodeState(node.name, NodeRole.arbiter, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
         return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p))
+
+
+def _synchronous_standbys(plan: LabPlan, access: NodeAccess, leader: str) -> set[str]:
+    """The standbys the leader's PostgreSQL replicates to synchronously:
+    ``sync_state`` ``sync`` (or ``quorum``) in its ``pg_stat_replication``, as
+    Patroni's ``GET /patroni`` lists it under ``replication``. Empty when the
+    leader does not answer."""
+    try:
+        data = access.http_json(plan.node(leader), config.REST_PORT, "/patroni", HTTP_TIMEOUT_S)
+    except (OSError, ValueError):
+        return set()
+    return {r.get("application_name", "") for r in data.get("replication", []) if r.get("sync_state") in ("sync", "quorum")}
 
 
 def _leader_value(status: int, body: bytes) -> str | None:

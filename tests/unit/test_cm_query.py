@@ -326,10 +326,30 @@ def test_a_missing_field_is_none_not_a_guess():
 
 # ---- our lab's captures ----------------------------------------------------------------------------
 
+def _real_nodes(name: str) -> int:
+    return 7 if "3az" in name else 2 if ("two-node" in name or "cms-down" in name) else 3
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in REAL.glob("*.txt") if p.name.startswith(("query-", "gs_om-status-detail-normal"))))
 def test_every_real_capture_parses(name):
     q = parse((REAL / name).read_text())
-    assert len(q.datanodes) == (7 if "3az" in name else 3) and len(q.cms) == len(q.datanodes)
+    assert len(q.cms) == _real_nodes(name)
+    assert len(q.datanodes) == (0 if "cms-down" in name else len(q.cms))
+
+
+def test_real_two_node_lab_reads_its_primary_and_standby():
+    q = parse((REAL / "query-Cvidp-two-node.txt").read_text())
+    assert q.connected and q.cluster_state == "Normal" and q.cms_primary().node == "og1"
+    assert [(d.node, d.ip, d.static_role, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", "10.213.41.11", "P", "Primary", "Normal"), ("og2", "10.213.42.11", "S", "Standby", "Normal")]
+
+
+def test_real_query_with_every_cms_down_keeps_the_cms_rows_and_the_error():
+    # Both cm_servers SIGSTOPped in the two-node lab: cm_ctl prints the CMS section, then gives up.
+    q = parse((REAL / "query-Cvidp-cms-down.txt").read_text())
+    assert not q.connected and "can't connect to cm_server" in q.error
+    assert [(c.node, c.state) for c in q.cms] == [("og1", "Down"), ("og2", "Down")]
+    assert q.cms_primary() is None and q.datanodes == [] and q.cluster_state == "Unknown"
 
 
 def test_real_3az_lab_while_cm_builds_the_standbys():

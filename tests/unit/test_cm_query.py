@@ -327,7 +327,7 @@ def test_a_missing_field_is_none_not_a_guess():
 # ---- our lab's captures ----------------------------------------------------------------------------
 
 def _real_nodes(name: str) -> int:
-    return 7 if "3az" in name else 2 if ("two-node" in name or "cms-down" in name) else 3
+    return 7 if "3az" in name else 2 if ("two-node" in name or "cms-down" in name) else 4 if "cascade" in name else 3
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in REAL.glob("*.txt") if p.name.startswith(("query-", "gs_om-status-detail-normal"))))
@@ -342,6 +342,18 @@ def test_real_two_node_lab_reads_its_primary_and_standby():
     assert q.connected and q.cluster_state == "Normal" and q.cms_primary().node == "og1"
     assert [(d.node, d.ip, d.static_role, d.dynamic_role, d.state) for d in q.datanodes] == [
         ("og1", "10.213.41.11", "P", "Primary", "Normal"), ("og2", "10.213.42.11", "S", "Standby", "Normal")]
+
+
+def test_real_cascade_lab_reads_the_cascade_standby_and_its_upstream_down():
+    q = parse((REAL / "query-Cvidp-cascade.txt").read_text())
+    assert [(d.node, d.static_role, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", "P", "Primary", "Normal"), ("og2", "S", "Standby", "Normal"), ("og3", "S", "Standby", "Normal"),
+        ("og4", "C", "Cascade Standby", "Normal")]
+    # og2 (og4's upstream) killed: og4 stays Normal, having reconnected to og3 (gs_ctl query's channel).
+    down = parse((REAL / "query-Cvidp-cascade-upstream-down.txt").read_text())
+    assert down.cluster_state == "Degraded"
+    assert [(d.node, d.dynamic_role, d.state) for d in down.datanodes][1:] == [
+        ("og2", "Down", "Unknown"), ("og3", "Standby", "Normal"), ("og4", "Cascade Standby", "Normal")]
 
 
 def test_real_query_with_every_cms_down_keeps_the_cms_rows_and_the_error():

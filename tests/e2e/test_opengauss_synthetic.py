@@ -124,9 +124,9 @@ def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_
         seen, _ = wait_for(lambda: calls(node.name), lambda c: any(x.startswith(keeper) for x in c), 60, 0.5,
                            f"{keeper} started on {node.name}")
         names = [c.split()[0] for c in seen]
-        # keys cm_ctl does not know are written into the conf file, not through cm_ctl
+        # what cm_ctl refuses is written into the conf file, not through cm_ctl
         n_set = sum(1 for argv in config.set_commands(lab.plan, p, node.name)
-                    if argv[5].split("=", 1)[0] not in config.CM_CTL_UNKNOWN.get(argv[3].removeprefix("--"), ()))
+                    if not config.written_directly(argv[3].removeprefix("--"), *argv[5].split("=", 1)))
         n_guc = len(config.dn_commands(lab.plan, p, node.name))
         assert names[:3 + n_guc + n_set] == ["gs_initdb", *(["gs_guc"] * n_guc), "gs_om", *(["cm_ctl"] * n_set), keeper], seen
         assert seen[1] == f"gs_guc set -D {config.DN_DIR} -c replconninfo1='localhost={node.address} localport=5433 " \

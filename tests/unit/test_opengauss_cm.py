@@ -325,3 +325,16 @@ def test_real_cm_ctl_show():
     assert show.connected and show.network_timeout_s == 6 and show.disk_timeout_s == 200
     assert not show.cut_links()
     assert show.vip_holders() == {"10.213.20.100": ["og1"]}
+
+
+def test_values_go_bare_and_what_cm_ctl_refuses_is_written_into_the_file():
+    # CM's daemons keep quotes in string values (get_config_param), and cm_ctl refuses a value
+    # starting with '/' (ctl_param_check.cpp: CheckParameterValueType); seen on the real binaries.
+    assert config.cm_ctl_accepts("off") and config.cm_ctl_accepts("10.213.41.254") and config.cm_ctl_accepts('{"a":"/x"}')
+    assert not config.cm_ctl_accepts("/dev/cmlab-voting") and not config.cm_ctl_accepts("a#b") and not config.cm_ctl_accepts("")
+    assert config.written_directly("agent", "voting_disk_path", "/dev/cmlab-voting")
+    assert config.written_directly("server", "ddb_type", "2") and config.written_directly("server", "cluster_starting_aribt_delay", "180")
+    assert not config.written_directly("server", "cms_enable_failover_on2nodes", "true")
+    plan = load(ROOT / "topologies" / "opengauss-share-disk.yaml", default_registry())
+    p = CmParameters.model_validate(plan.parameters)
+    assert all("'" not in argv[5] for argv in config.set_commands(plan, p, "og1"))

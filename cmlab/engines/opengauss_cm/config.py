@@ -189,26 +189,42 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     return cmds
 
 
-#: Keys cm_server reads that a single-node build's cm_ctl refuses to set ("The parameter ... is
-#: incorrect", seen on the real binaries): CM/src/cm_ctl/ctl_param_check.cpp lists them only
-#: under ENABLE_MULTIPLE_NODES; cm_server reads them with get_int_value_from_config.
-CM_CTL_UNKNOWN = {"server": ("cluster_starting_aribt_delay",)}
+#: Keys (or values) cm_server reads that a single-node build's cm_ctl refuses to set, seen on the
+#: real binaries: ``cluster_starting_aribt_delay`` ("The parameter ... is incorrect":
+#: CM/src/cm_ctl/ctl_param_check.cpp lists it only under ENABLE_MULTIPLE_NODES), and
+#: ``ddb_type`` 2, share disk ("outside the valid range ... (0 .. 1)": ctl_param_check.cpp checks
+#: ``ddb_type|int|0,1`` while cm_server's GetDdbTypeParam, cms_common.cpp, reads 2 as DB_SHAREDISK).
+#: cm_server reads them with get_int_value_from_config.
+CM_CTL_UNKNOWN = {"server": ("cluster_starting_aribt_delay", "ddb_type")}
+
+
+def cm_ctl_accepts(value: str) -> bool:
+    """Whether ``cm_ctl set`` takes this value as it is: its first character must
+    be a letter, a digit, ``'``, ``(``, ``)``, ``-`` or ``{``, and it holds no
+    ``#`` (CM/src/cm_ctl/ctl_param_check.cpp: CheckParameterValueType). A path
+    (``/dev/...``) is refused bare."""
+    return bool(value) and (value[0].isalnum() or value[0] in "'()-{") and "#" not in value
+
+
+def written_directly(part: str, key: str, value: str) -> bool:
+    """Whether cmlab writes ``key = value`` into ``cm_<part>.conf`` itself instead
+    of through ``cm_ctl set``: a key cm_ctl refuses (:data:`CM_CTL_UNKNOWN`), or
+    a value it refuses bare. Values are always written bare: cm_agent and
+    cm_server read strings with ``get_config_param``, which keeps quotes
+    (CM/src/cm_agent/cma_common.cpp, cm_server/cms_monitor_main.cpp), so
+    ``voting_disk_path = '/dev/x'`` opened a path with quotes in it ("open disk
+    '/dev/cmlab-voting' failed, errno 2") and ``cms_enable_failover_on2nodes =
+    'true'`` was not a boolean (seen on the real binaries)."""
+    return key in CM_CTL_UNKNOWN.get(part, ()) or not cm_ctl_accepts(value)
 
 
 def set_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
-    """``cm_ctl set --param`` argv lists for one node (strings get CM's inner
-    single quotes: ``-k log_dir="'/x'"`` in the shell, ``log_dir='/x'`` here)."""
+    """``cm_ctl set --param`` argv lists for one node, values bare (see
+    :func:`written_directly`: the engine writes some of them into the file)."""
     nid = str(node_id(plan, node))
-
-    def value(key: str, v: object) -> str:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return str(v)
-        # event_triggers is JSON, written bare in cm_agent参数.md's example; other strings get inner quotes.
-        return str(v) if key == "event_triggers" else f"'{v}'"
-
-    cmds = [["cm_ctl", "set", "--param", "--agent", "-k", f"{k}={value(k, v)}", "-n", nid] for k, v in agent_overrides(plan, p).items()]
+    cmds = [["cm_ctl", "set", "--param", "--agent", "-k", f"{k}={v}", "-n", nid] for k, v in agent_overrides(plan, p).items()]
     if plan.node(node).has(Role.quorum):
-        cmds += [["cm_ctl", "set", "--param", "--server", "-k", f"{k}={value(k, v)}", "-n", nid]
+        cmds += [["cm_ctl", "set", "--param", "--server", "-k", f"{k}={v}", "-n", nid]
                  for k, v in server_overrides(plan, p).items()]
     return cmds
 

@@ -193,6 +193,8 @@ class OpenGaussCm(Engine):
                  "CMLAB_CM_DATABASE": "1" if node.has(Role.database) else "0",
                  "CMLAB_CM_DN_PORT": str(p.dn_port), "CMLAB_CM_PORT": str(p.cm_server_port),
                  "CMLAB_CM_MONITOR_OPEN_FILES": str(self.open_files_wanted[0]),
+                 # omm must open the voting and share disks: cmlab-cm-start gives them to it.
+                 "CMLAB_CM_DISKS": " ".join(d.path for d in plan.disks_of(node.name) if d.kind == "block"),
                  "GS_PASSWORD": PASSWORD},
             files=files,
             volumes={"/var/lib/opengauss": "opengauss"},
@@ -406,14 +408,14 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
     """:func:`_script` of ``cm_ctl set --param`` commands. cm_ctl set rewrites only
     keys the conf file has (CM/src/cm_ctl/ctl_guc.cpp), and the installed samples
     lack some, so a missing key is first added, then set and checked by cm_ctl.
-    The keys cm_ctl does not know (:data:`config.CM_CTL_UNKNOWN`) are written
-    into the file the same way, without it."""
+    What cm_ctl refuses (:func:`config.written_directly`: some keys, and values
+    such as paths) is written into the file the same way, without it."""
     lines = []
     for argv in commands:
         part, (key, value) = argv[3].removeprefix("--"), argv[5].split("=", 1)
         conf = f"{config.CM_DIR}/cm_{part}/cm_{part}.conf"
         line, pattern = shlex.quote(f"{key} = {value}"), shlex.quote(f"^{key} *=")
-        if key in config.CM_CTL_UNKNOWN.get(part, ()):
+        if config.written_directly(part, key, value):
             lines.append(f"sed -i {shlex.quote(f'/^{key} *=/d')} {conf} && echo {line} >> {conf}")
             continue
         lines.append(f"grep -qE {pattern} {conf} || echo {line} >> {conf}")

@@ -66,12 +66,22 @@ def test_two_node_mode_points_cm_at_the_router():
     assert server["third_party_gateway_ip"] == str(plan.azs[0].router_address)
 
 
-def test_share_disk_mode_sets_both_disks_and_the_ddb_type():
+def test_share_disk_mode_gives_the_voting_disk_to_agent_and_server_and_keeps_dcc():
     plan = load(ROOT / "topologies" / "opengauss-share-disk.yaml", REG)
     p = CmParameters.model_validate(plan.parameters)
     server = config.server_overrides(plan, p)
-    assert (server["voting_disk_path"], server["share_disk_path"], server["ddb_type"]) == ("/dev/cmlab-voting", "/dev/cmlab-share", 2)
+    assert (server["dn_arbitrate_mode"], server["voting_disk_path"]) == ("share_disk", "/dev/cmlab-voting")
+    assert "ddb_type" not in server and "share_disk_path" not in server
     assert config.agent_overrides(plan, p)["voting_disk_path"] == "/dev/cmlab-voting"
+
+
+def test_the_share_disk_store_is_refused_on_loop_devices():
+    text = (ROOT / "topologies" / "opengauss-share-disk.yaml").read_text()
+    text = text.replace("  - {name: voting, size_mb: 1024, kind: block}\n",
+                        "  - {name: voting, size_mb: 1024, kind: block}\n  - {name: share, size_mb: 1024, kind: block}\n")
+    with pytest.raises(TopologyError) as err:
+        loads(text + "  share_disk: share\n", REG)
+    assert "parameters.share_disk" in str(err.value) and "COMPARE AND WRITE" in str(err.value)
 
 
 BASE = """\
@@ -90,7 +100,7 @@ def nodes(n: int, extra: str = "") -> str:
     (nodes(2), "nodes", "CM needs a majority of at least 3"),
     (nodes(3) + "  - {name: n4, az: az1, roles: [database]}\n", "nodes[3].roles", "requires a cm_server on every node"),
     (nodes(3) + "parameters: {cascade_standbys: [n3]}", "parameters.cascade_standbys", "one primary and two standbys"),
-    (nodes(3) + "parameters: {dn_arbitrate_mode: share_disk}", "parameters.dn_arbitrate_mode", "needs a voting disk and a share disk"),
+    (nodes(3) + "parameters: {dn_arbitrate_mode: share_disk}", "parameters.dn_arbitrate_mode", "needs a voting disk"),
     (nodes(3) + "parameters: {two_node: true}", "parameters.two_node", "exactly 2 database nodes"),
     (nodes(3) + "parameters: {voting_disk: v}", "parameters.voting_disk", "no disk 'v'"),
     (nodes(3) + "disks: [{name: v, kind: filesystem}]\nparameters: {voting_disk: v}", "parameters.voting_disk", "raw devices"),
@@ -332,7 +342,7 @@ def test_values_go_bare_and_what_cm_ctl_refuses_is_written_into_the_file():
     # starting with '/' (ctl_param_check.cpp: CheckParameterValueType); seen on the real binaries.
     assert config.cm_ctl_accepts("off") and config.cm_ctl_accepts("10.213.41.254") and config.cm_ctl_accepts('{"a":"/x"}')
     assert not config.cm_ctl_accepts("/dev/cmlab-voting") and not config.cm_ctl_accepts("a#b") and not config.cm_ctl_accepts("")
-    assert config.written_directly("agent", "voting_disk_path", "/dev/cmlab-voting")
+    assert config.written_directly("agent", "voting_disk_path", "/dev/cmlab-voting")  # a path
     assert config.written_directly("server", "ddb_type", "2") and config.written_directly("server", "cluster_starting_aribt_delay", "180")
     assert not config.written_directly("server", "cms_enable_failover_on2nodes", "true")
     plan = load(ROOT / "topologies" / "opengauss-share-disk.yaml", default_registry())

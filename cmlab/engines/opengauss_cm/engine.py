@@ -136,6 +136,14 @@ class OpenGaussCm(Engine):
             elif disks[name].nodes and set(disks[name].nodes) != names:
                 issues.append(Issue(f"parameters.{key}", f"disk '{name}' must be on every node (CM needs the same device everywhere)",
                                     "drop its nodes: list"))
+        if p.share_disk is not None:
+            # CM 6.0.0's share-disk DDB (ddb_type=2) takes the CMS lock with cm_persist, a SCSI-3 COMPARE
+            # AND WRITE or NVMe compare (CM/src/cm_persist/share_disk_lock.cpp: CmDiskLock); a loop device
+            # answers neither, so no cm_server ever becomes primary (seen on the real binaries).
+            issues.append(Issue("parameters.share_disk", "CM's share-disk store (ddb_type=2) locks the disk with SCSI-3 "
+                                "COMPARE AND WRITE or NVMe compare, and cmlab's disks are loop devices, which support "
+                                "neither: no cm_server would become primary",
+                                "drop share_disk; dn_arbitrate_mode: share_disk with a voting_disk keeps DCC as the CMS store"))
         if p.installed_gausshome or p.installed_gphome:
             if not p.base_image:
                 issues.append(Issue("parameters.installed_gausshome", "an installed openGauss is read from base_image, and none is given",
@@ -155,9 +163,9 @@ class OpenGaussCm(Engine):
                 _inputs(p)
             except ImageBuildError as exc:
                 issues.append(Issue("parameters.package", str(exc), "point it at the openGauss release package or install tree"))
-        if p.dn_arbitrate_mode == "share_disk" and not (p.voting_disk and p.share_disk):
-            issues.append(Issue("parameters.dn_arbitrate_mode", "share_disk mode needs a voting disk and a share disk",
-                                "set voting_disk and share_disk to block disks of disks:"))
+        if p.dn_arbitrate_mode == "share_disk" and not p.voting_disk:
+            issues.append(Issue("parameters.dn_arbitrate_mode", "share_disk mode needs a voting disk (each cm_agent's heartbeat)",
+                                "set voting_disk to a block disk of disks:"))
         return issues
 
     def build_inputs(self, plan: LabPlan) -> BuildInputs:

@@ -29,5 +29,3 @@ cm_ctl set --param --server -k enable_ssl=off -n 2
 grep -qE '^disk_timeout *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'disk_timeout = 200' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
 cm_ctl set --param --server -k disk_timeout=200 -n 2
 sed -i '/^voting_disk_path *=/d' /var/lib/opengauss/cm/cm_server/cm_server.conf && echo 'voting_disk_path = /dev/cmlab-voting' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
-sed -i '/^share_disk_path *=/d' /var/lib/opengauss/cm/cm_server/cm_server.conf && echo 'share_disk_path = /dev/cmlab-share' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
-sed -i '/^ddb_type *=/d' /var/lib/opengauss/cm/cm_server/cm_server.conf && echo 'ddb_type = 2' >> /var/lib/opengauss/cm/cm_server/cm_server.conf

@@ -356,6 +356,14 @@ def test_real_cascade_lab_reads_the_cascade_standby_and_its_upstream_down():
         ("og2", "Down", "Unknown"), ("og3", "Standby", "Normal"), ("og4", "Cascade Standby", "Normal")]
 
 
+def test_real_two_node_lab_after_its_primary_was_killed():
+    # og2's container killed: with cms_enable_failover_on2nodes the lone CMS took over and
+    # promoted og1 (11 s, seen on the real binaries).
+    q = parse((REAL / "query-Cvidp-two-node-peer-killed.txt").read_text())
+    assert q.cluster_state == "Degraded" and q.cms_primary().node == "og1"
+    assert [(d.node, d.dynamic_role, d.state) for d in q.datanodes] == [("og1", "Primary", "Normal"), ("og2", "Down", "Unknown")]
+
+
 def test_real_query_with_every_cms_down_keeps_the_cms_rows_and_the_error():
     # Both cm_servers SIGSTOPped in the two-node lab: cm_ctl prints the CMS section, then gives up.
     q = parse((REAL / "query-Cvidp-cms-down.txt").read_text())

@@ -38,7 +38,7 @@ def test_the_cluster_comes_up_with_one_primary_and_the_vip_on_it(cm_lab: Lab):
 
 
 FROZEN = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers: a SIGSTOPped primary DN is neither failed "
-                            "over nor restarted within its phony-dead bound (7 trials); still to explain", strict=False)
+                            "over nor restarted within its phony-dead bound (9 trials up to 2026-12-04); still to explain", strict=False)
 
 
 ISOLATED = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers: a primary cut off from both peers was "

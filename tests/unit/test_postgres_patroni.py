@@ -113,13 +113,18 @@ class FakeAccess:
         raise AssertionError("not used")
 
 
+def quickstart_cluster(pg3_lag: int = 16) -> dict:
+    """Patroni's /cluster for the quickstart lab: pg1 leader, pg2 named in /sync, pg3 a replica."""
+    return {"members": [
+        {"name": "pg1", "role": "leader", "state": "running", "timeline": 1},
+        {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0, "timeline": 1},
+        {"name": "pg3", "role": "replica", "state": "streaming", "lag": pg3_lag, "timeline": 1},
+    ]}
+
+
 def test_observe_maps_patroni_roles_and_reports_readiness():
     plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
-    cluster = {"members": [
-        {"name": "pg1", "role": "leader", "state": "running", "timeline": 1},
-        {"name": "pg2", "role": "sync_standby", "state": "running", "lag": 0, "timeline": 1},
-        {"name": "pg3", "role": "replica", "state": "running", "lag": 16, "timeline": 1},
-    ]}
+    cluster = quickstart_cluster()
     state = ENGINE.observe(plan, FakeAccess(cluster))
     assert [(n.name, n.role) for n in state.nodes] == [
         ("pg1", NodeRole.primary), ("pg2", NodeRole.sync_standby), ("pg3", NodeRole.standby)]
@@ -134,11 +139,7 @@ def test_a_standby_named_in_the_sync_key_is_sync_only_when_the_primary_replicate
     # Patroni 3.0.2's /cluster calls the /sync key's members sync_standby whoever the
     # key's leader is; a stale key after a switchover left the primary asynchronous.
     plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
-    cluster = {"members": [
-        {"name": "pg1", "role": "leader", "state": "running", "timeline": 2},
-        {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0, "timeline": 2},
-        {"name": "pg3", "role": "replica", "state": "streaming", "lag": 0, "timeline": 2},
-    ]}
+    cluster = quickstart_cluster(pg3_lag=0)
     asynchronous = [{"application_name": n, "state": "streaming", "sync_state": "async"} for n in ("pg2", "pg3")]
     state = ENGINE.observe(plan, FakeAccess(cluster, replication=asynchronous))
     assert state.node("pg2").role is NodeRole.standby
@@ -166,12 +167,7 @@ class SwitchoverAccess(FakeAccess):
 
 def test_switchover_to_a_non_sync_standby_waits_for_the_sync_key_to_go_before_switching():
     plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
-    cluster = {"members": [
-        {"name": "pg1", "role": "leader", "state": "running"},
-        {"name": "pg2", "role": "sync_standby", "state": "streaming", "lag": 0},
-        {"name": "pg3", "role": "replica", "state": "streaming", "lag": 0},
-    ]}
-    access = SwitchoverAccess(cluster, sync_reads=2)
+    access = SwitchoverAccess(quickstart_cluster(), sync_reads=2)
     ENGINE.switchover(plan, access, "pg3")
     assert access.calls == [
         'PATCH /config {"synchronous_mode": false}', "read /sync", "read /sync", "read /sync",

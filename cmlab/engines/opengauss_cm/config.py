@@ -34,6 +34,9 @@ RESOURCE_JSON = f"{CM_DIR}/cm_agent/cm_resource.json"
 FIRST_DN_INSTANCE = 6001
 
 
+#: CM's limit: a primary and at most 8 standbys (opengauss-cm.md, issue 6).
+MAX_STANDBYS = 8
+
 def node_id(plan: LabPlan, node: str) -> int:
     return [n.name for n in plan.nodes].index(node) + 1
 
@@ -183,8 +186,12 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
                          f"remotehost={d.address} remoteport={ha} remoteheartbeatport={hb}'"]
             for i, d in enumerate(peers, start=1)]
     cmds += [[*guc, "-h", f"host all all {d.address}/32 trust"] for d in database_nodes(plan, p)]
+    # max_wal_senders: gs_initdb leaves 4, and each standby streams and is built over one: in the
+    # 7-node lab the primary refused the builds of the last standbys ("number of requested standby
+    # connections exceeds max_wal_senders (currently 4)", CM then says "Disk damaged"; seen on the
+    # real binaries). Two per standby, CM's at most 8 standbys (MAX_STANDBYS) included.
     for setting in ("remote_read_mode=off", "replication_type=1", f"port={p.dn_port}", "listen_addresses='*'",
-                    "max_connections=1000"):
+                    "max_connections=1000", f"max_wal_senders={2 * MAX_STANDBYS}"):
         cmds.append([*guc, "-c", setting])
     return cmds
 

@@ -33,8 +33,6 @@ from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
 from cmlab.wait import wait_for
 
-#: CM's limit: a primary and at most 8 standbys (opengauss-cm.md, issue 6).
-MAX_STANDBYS = 8
 _ROLES = {"Primary": NodeRole.primary, "Standby": NodeRole.standby, "Main Standby": NodeRole.standby,
           "Cascade Standby": NodeRole.cascade_standby, "Down": NodeRole.down}
 OMM_UID = 70  # the community image's omm user (uid/gid 70)
@@ -85,9 +83,9 @@ class OpenGaussCm(Engine):
         cms = [n for n in topo.nodes if Role.quorum in n.roles]
         if not dns:
             issues.append(Issue("nodes", "no node has role 'database' (a DN)", "give the 'database' role to at least one node"))
-        if len(dns) > MAX_STANDBYS + 1:
-            issues.append(Issue("nodes", f"{len(dns)} DNs: CM supports a primary and at most {MAX_STANDBYS} standbys",
-                                f"keep at most {MAX_STANDBYS + 1} database nodes"))
+        if len(dns) > config.MAX_STANDBYS + 1:
+            issues.append(Issue("nodes", f"{len(dns)} DNs: CM supports a primary and at most {config.MAX_STANDBYS} standbys",
+                                f"keep at most {config.MAX_STANDBYS + 1} database nodes"))
         if p.two_node:
             if len(dns) != 2:
                 issues.append(Issue("parameters.two_node", f"two-node mode needs exactly 2 database nodes, not {len(dns)}",

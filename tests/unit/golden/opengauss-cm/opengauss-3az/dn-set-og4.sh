@@ -17,3 +17,4 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c replication_type=1
 gs_guc set -D /var/lib/opengauss/data/dn1 -c port=5432
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "listen_addresses='*'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
+gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16

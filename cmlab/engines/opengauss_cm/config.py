@@ -37,6 +37,7 @@ FIRST_DN_INSTANCE = 6001
 #: CM's limit: a primary and at most 8 standbys (opengauss-cm.md, issue 6).
 MAX_STANDBYS = 8
 
+
 def node_id(plan: LabPlan, node: str) -> int:
     return [n.name for n in plan.nodes].index(node) + 1
 

@@ -10,6 +10,7 @@ postmaster is re-parented to PID 1 and must be reaped: reference §7).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cmlab.engines.base import (
@@ -124,11 +125,7 @@ class PostgresPatroni(Engine):
     def leader_reading(self, plan: LabPlan) -> HttpReading:
         # A quorum read: a member cut off from its peers cannot answer it, where a
         # plain read would serve its stale copy (the old leader, forever).
-        return HttpReading(
-            endpoints=tuple((n, config.ETCD_CLIENT_PORT) for n in plan.nodes_with(Role.quorum)),
-            path=f"/v2/keys{config.leader_key(plan)}?quorum=true",
-            timeout_s=LEADER_TIMEOUT_S, parse=_leader_value,
-            failure="no etcd member answered a quorum read of the leader key")
+        return _quorum_read(plan, config.leader_key(plan), LEADER_TIMEOUT_S, _leader_value)
 
     def observe_node(self, plan: LabPlan, node: NodePlan, access: NodeAccess) -> NodeState:
         """:meth:`role_reading`, taken now; a node that does not answer is
@@ -210,11 +207,8 @@ class PostgresPatroni(Engine):
 
         :raises EngineError: the key is still there after the deadline.
         """
-        reading = HttpReading(
-            endpoints=tuple((n, config.ETCD_CLIENT_PORT) for n in plan.nodes_with(Role.quorum)),
-            path=f"/v2/keys{config.sync_key(plan)}?quorum=true", timeout_s=HTTP_TIMEOUT_S,
-            parse=lambda status, body: _leader_value(status, body) is None,
-            failure="no etcd member answered a quorum read of the sync key")
+        reading = _quorum_read(plan, config.sync_key(plan), HTTP_TIMEOUT_S,
+                               lambda status, body: _leader_value(status, body) is None)
         deadline_s = 2 * p.loop_wait + p.retry_timeout
         try:
             wait_for(lambda: reading.take(access), bool, deadline_s, min(0.25, p.loop_wait / 4), "deleted /sync key")
@@ -296,9 +290,18 @@ def _synchronous_standbys(plan: LabPlan, access: NodeAccess, leader: str) -> set
     return {r.get("application_name", "") for r in data.get("replication", []) if r.get("sync_state") in ("sync", "quorum")}
 
 
+def _quorum_read(plan: LabPlan, key: str, timeout_s: float, parse: Callable[[int, bytes], Any]) -> HttpReading:
+    """A quorum read of an etcd v2 key from the first quorum member that answers
+    (``timeout_s`` seconds each)."""
+    return HttpReading(
+        endpoints=tuple((n, config.ETCD_CLIENT_PORT) for n in plan.nodes_with(Role.quorum)),
+        path=f"/v2/keys{key}?quorum=true", timeout_s=timeout_s, parse=parse,
+        failure=f"no etcd member answered a quorum read of {key}")
+
+
 def _leader_value(status: int, body: bytes) -> str | None:
-    """The leader key's value from etcd v2's answer; None when the key is
-    absent (it expired or was deleted: no leader).
+    """A key's value from etcd v2's answer (the leader key, or /sync); None when
+    the key is absent (expired or deleted: no leader, no sync state).
 
     :raises ValueError: any other answer (a member without quorum: 5xx).
     """

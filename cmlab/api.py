@@ -1,11 +1,14 @@
-"""The Python API: one :class:`Lab` per running (or wanted) lab.
+"""The Python API: one :class:`Lab` per running (or wanted) lab, and the
+runs of scenarios on it.
 
-The CLI (:mod:`cmlab.cli`) and the tests are thin shells over this module::
+The CLI (:mod:`cmlab.cli`), the pytest plugin and the tests are thin shells
+over this module::
 
-    from cmlab.api import Lab
-    lab = Lab.from_topology("topologies/quickstart.yaml")
+    from cmlab import api
+    lab = api.Lab.from_topology("topologies/quickstart.yaml")
     status = lab.up()          # builds images if needed, waits until ready
     print(status.primary)
+    run = api.run(lab, api.scenario("kill-primary"), trials=3, seed=42)
     lab.down()
 """
 
@@ -15,15 +18,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import EngineError, LabError, WaitTimeout
+from cmlab.faults.host import Capability, capabilities
+from cmlab.faults.nemesis import Nemesis
 from cmlab.images.build import ImageBuilder
+from cmlab.probes.probeset import Cadence
 from cmlab.progress import Progress, Quiet, log
+from cmlab.report import rerender as _rerender
+from cmlab.scenarios import SCENARIOS, Scenario
+from cmlab.scenarios import get as _get_scenario
 from cmlab.state import remove_lab_state
 from cmlab.runtime import disks
 from cmlab.runtime.client import connect
@@ -31,13 +40,11 @@ from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
+from cmlab.trials import Run, run_scenario
 from cmlab.wait import wait_for
 
 #: How many lines of a dead node's log an error shows.
 LOG_TAIL_LINES = 30
-
-if TYPE_CHECKING:
-    from cmlab.faults.nemesis import Nemesis
 
 
 @dataclass(frozen=True)
@@ -256,11 +263,9 @@ class Lab:
         Safe to run twice."""
         return down(self.plan.name, self.client)
 
-    def nemesis(self, seed: int | None = None) -> "Nemesis":
+    def nemesis(self, seed: int | str | None = None) -> Nemesis:
         """The lab's faults (see :mod:`cmlab.faults.nemesis`)."""
-        from cmlab.faults.nemesis import Nemesis
-
-        return Nemesis(self, seed)
+        return Nemesis(self.plan, self.runtime, self.engine, seed)
 
     # ---- observing ------------------------------------------------------------------
 
@@ -446,4 +451,43 @@ def status_json(status: LabStatus) -> str:
     return json.dumps(status.to_json(), indent=2)
 
 
-__all__ = ["Lab", "LabStatus", "NodeRole", "down", "labs"]
+# ---- scenarios, runs and the host ---------------------------------------------------------
+
+
+def scenarios() -> dict[str, Scenario]:
+    """The built-in scenarios by name (the files of ``scenarios/``)."""
+    return dict(SCENARIOS)
+
+
+def scenario(name_or_file: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path.
+
+    :raises CmlabError: unknown name; :raises ScenarioError: an invalid file (file:line:column and fix).
+    """
+    return _get_scenario(name_or_file)
+
+
+def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cadence: Cadence | None = None,
+        seed: int | None = None, directory: Path | None = None) -> Run:
+    """Run ``trials`` trials of ``scenario`` on ``lab`` and write the reports
+    (see :mod:`cmlab.trials`). ``cadence`` None: the scenario's workload;
+    ``seed`` None: a random seed, recorded in the run."""
+    return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed)
+
+
+def rerender(run_dir: Path) -> dict[str, Any]:
+    """Render a saved run's reports again from its histories (no lab needed);
+    returns ``report.json``'s document.
+
+    :raises FileNotFoundError: ``run_dir`` is not a run directory.
+    """
+    return _rerender(run_dir)
+
+
+def host_capabilities() -> dict[str, Capability]:
+    """What this host can do (``cmlab doctor``), by capability name."""
+    return capabilities()
+
+
+__all__ = ["Lab", "LabStatus", "NodeRole", "Run", "Scenario", "down", "host_capabilities", "labs", "reap", "rerender",
+           "run", "scenario", "scenarios"]

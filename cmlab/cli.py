@@ -90,10 +90,15 @@ def validate(topology: str, assignments: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--engine", help="Print the JSON Schema of this engine's `parameters:` instead.")
+@click.option("--scenario", "of_scenario", is_flag=True, help="Print the JSON Schema of scenario files instead.")
 @_friendly
-def schema(engine: str | None) -> None:
+def schema(engine: str | None, of_scenario: bool) -> None:
     """Print the JSON Schema of topology files (for editors)."""
-    if engine:
+    if of_scenario:
+        from cmlab.scenarios.schema import ScenarioFile
+
+        click.echo(json.dumps(ScenarioFile.model_json_schema(by_alias=True), indent=2))
+    elif engine:
         model = default_registry().get(engine).Parameters
         click.echo(json.dumps(model.model_json_schema(), indent=2))
     else:
@@ -468,34 +473,41 @@ def heal(lab: str | None, key: str | None) -> None:
 
 @main.command()
 def scenarios() -> None:
-    """List the failover scenarios."""
-    from cmlab.scenarios import SCENARIOS
-
-    for s in SCENARIOS.values():
+    """List the built-in failover scenarios (the files of scenarios/)."""
+    for s in api.scenarios().values():
         out.print(f"{s.name:28} {s.summary}")
+
+
+@main.command(name="check-scenario")
+@click.argument("scenario")
+@_friendly
+def check_scenario(scenario: str) -> None:
+    """Check a scenario file (or a built-in name) without touching Docker."""
+    sc = api.scenario(scenario)
+    out.print(f"{sc.source}: valid ({sc.name}: {len(sc.spec.setup)} setup step(s), {len(sc.spec.schedule)} step(s))")
 
 
 @main.command()
 @LAB_OPTION
 @click.option("-n", "--trials", type=int, default=1, show_default=True, help="How many trials.")
 @click.option("--fresh", is_flag=True, help="A fresh lab for each trial (down and up between trials).")
-@click.option("--write-ms", type=float, default=20, show_default=True, help="Writers' cadence, milliseconds.")
-@click.option("--fast-ms", type=float, default=20, show_default=True, help="Leader and VIP observers' cadence, milliseconds.")
-@click.option("--role-ms", type=float, default=200, show_default=True, help="Role observers' cadence, milliseconds.")
+@click.option("--seed", type=int, help="Seed of every random choice (targets, shapes, staggers); default: a random one, recorded.")
+@click.option("--write-ms", type=float, help="Writers' cadence, milliseconds [default: the scenario's workload, or 20].")
+@click.option("--fast-ms", type=float, help="Leader and VIP observers' cadence, milliseconds [default: the scenario's, or 20].")
+@click.option("--role-ms", type=float, help="Role observers' cadence, milliseconds [default: the scenario's, or 200].")
 @click.argument("scenario")
 @_friendly
-def run(lab: str | None, trials: int, fresh: bool, write_ms: float, fast_ms: float, role_ms: float, scenario: str) -> None:
-    """Run a failover SCENARIO on a lab, N times; print the summary and where the reports are.
-    Slower cadences cost the probes less CPU and lower the resolution (reported)."""
-    from cmlab.probes.probeset import Cadence
-    from cmlab.scenarios import get
-    from cmlab.trials import run_scenario
-
-    sc = get(scenario)
-    cadence = Cadence(write_ms / 1000, fast_ms / 1000, role_ms / 1000)
-    result = run_scenario(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence)
+def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: float | None, fast_ms: float | None,
+        role_ms: float | None, scenario: str) -> None:
+    """Run a failover SCENARIO (a built-in name or a scenario file) on a lab, N
+    times; print the summary and where the reports are. Slower cadences cost
+    the probes less CPU and lower the resolution (reported)."""
+    sc = api.scenario(scenario)
+    w = sc.spec.workload
+    cadence = api.Cadence((write_ms or w.write_ms) / 1000, (fast_ms or w.fast_ms) / 1000, (role_ms or w.role_ms) / 1000)
+    result = api.run(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence, seed=seed)
     _print_run(json.loads((result.directory / "report.json").read_text()))
-    out.print(f"reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
+    out.print(f"seed {result.seed}; reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
 
 
 @main.command()
@@ -503,10 +515,8 @@ def run(lab: str | None, trials: int, fresh: bool, write_ms: float, fast_ms: flo
 @_friendly
 def report(run_dir: str) -> None:
     """Render a run's reports again from its saved histories (no lab needed)."""
-    from cmlab.report import rerender
-
     try:
-        doc = rerender(Path(run_dir))
+        doc = api.rerender(Path(run_dir))
     except FileNotFoundError as exc:
         raise click.UsageError(f"{run_dir} is not a run directory ({exc.filename} is missing)") from None
     _print_run(doc)
@@ -530,12 +540,10 @@ def _print_run(doc: dict[str, Any]) -> None:
 @_friendly
 def doctor() -> None:
     """What this host can do, and so which faults are available."""
-    from cmlab.faults.host import capabilities
-
     table = Table(title="cmlab doctor")
     for col in ("capability", "", "detail", "enables"):
         table.add_column(col)
-    for c in capabilities().values():
+    for c in api.host_capabilities().values():
         table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, c.enables)
     out.print(table)
 

@@ -28,13 +28,17 @@ class Issue:
     fix: str = ""
 
 
-class TopologyError(CmlabError):
-    """The topology file cannot be used as written. Nothing was created.
+class DocumentError(CmlabError):
+    """A YAML document (a topology, a scenario) cannot be used as written.
+    Nothing was created.
 
-    :param source: the file (or ``<string>``) the topology came from.
+    :param source: the file (or ``<string>``) the document came from.
     :param issues: every problem found, each with its place and fix.
     :param positions: ``where`` -> ``(line, column)``, 1-based, when known.
     """
+
+    #: What the document is, for messages.
+    what = "document"
 
     def __init__(
         self,
@@ -48,7 +52,7 @@ class TopologyError(CmlabError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        lines = [f"{self.source}: the topology is not valid ({len(self.issues)} problem(s))"]
+        lines = [f"{self.source}: the {self.what} is not valid ({len(self.issues)} problem(s))"]
         for issue in self.issues:
             pos = self.positions.get(issue.where)
             at = f"{self.source}:{pos[0]}:{pos[1]}" if pos else self.source
@@ -56,6 +60,18 @@ class TopologyError(CmlabError):
             if issue.fix:
                 lines.append(f"      fix: {issue.fix}")
         return "\n".join(lines)
+
+
+class TopologyError(DocumentError):
+    """The topology file cannot be used as written. Nothing was created."""
+
+    what = "topology"
+
+
+class ScenarioError(DocumentError):
+    """The scenario file cannot be used as written. Nothing was run."""
+
+    what = "scenario"
 
 
 class DockerUnavailable(CmlabError):

@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from cmlab import owner
-from cmlab.api import Lab, reap
+from cmlab.api import Lab, host_capabilities, reap
 from cmlab.errors import CmlabError, DockerUnavailable
 
 _FAILED_LABS = pytest.StashKey[set]()
@@ -117,9 +117,7 @@ def _labs_of(item: pytest.Item) -> list[Lab]:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("cmlab_requires"):
-        from cmlab.faults.host import capabilities
-
-        caps = capabilities()
+        caps = host_capabilities()
         for name in mark.kwargs.get("capabilities", ()):
             cap = caps.get(name)
             if cap is None or not cap.ok:

@@ -1,20 +1,24 @@
 """Running a scenario: one trial, or N trials with statistics and reports.
 
-A trial: wait for a ready cluster (and put it in the scenario's shape), empty
-the writers' table, start the probes, apply the fault, wait until writes
-through a VIP flow again (bounded by the scenario's hold time; a fault the
-manager may ride out stays at least its minimum hold), heal, wait
-for a ready cluster again (bounded by the engine's start deadline), stop the
-probes, read what the final primary holds, and save the history and metrics.
+A trial: wait for a ready cluster, run the scenario's ``setup`` steps (its
+starting shape, unmeasured), empty the writers' table, start the probes, run
+the ``schedule`` (:class:`~cmlab.scenarios.schedule.ScheduleRunner`: faults,
+waits, heals... as the file says), heal whatever is left, wait for a ready
+cluster again (bounded by the engine's start deadline), stop the probes, read
+what the final primary holds, and save the history, the step timeline and
+the metrics. Every random choice is drawn from the run's seed (recorded), so
+a run can be replayed.
 
 Results go to ``<results>/<lab>/runs/<UTC time>-<scenario>/`` (see
-:func:`cmlab.state.results_dir`): ``trial-NN/history.jsonl``,
+:func:`cmlab.state.results_dir`): ``scenario.yaml`` (the file as run),
+``run.json``, ``trial-NN/history.jsonl``, ``trial-NN/schedule.json``,
 ``trial-NN/metrics.json``, and the run's reports (:mod:`cmlab.report`).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,7 +33,9 @@ from cmlab.events import EventLog
 from cmlab.history import History
 from cmlab.probes.probeset import Cadence, ProbeSet
 from cmlab.probes.writer import reset_table, stored_writes
+from cmlab.report import write_reports
 from cmlab.scenarios import Scenario
+from cmlab.scenarios.schedule import ScheduleRunner
 from cmlab.state import results_dir
 from cmlab.topology.schema import Role
 from cmlab.wait import wait_for
@@ -37,8 +43,6 @@ from cmlab.wait import wait_for
 if TYPE_CHECKING:
     from cmlab.api import Lab
 
-#: Writes through a VIP must flow for this long, seconds, to count as recovered.
-RECOVERED_FLOW_S = 0.5
 #: Probing before the fault, seconds (and at least this many VIP acknowledgements).
 WARMUP_S = 1.0
 WARMUP_ACKS = 10
@@ -60,6 +64,14 @@ class Run:
     directory: Path
     trials: list[Trial] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: The seed every random choice of the run is drawn from.
+    seed: int = 0
+
+
+def scenario_cadence(scenario: Scenario) -> Cadence:
+    """The probes' cadence a scenario's ``workload`` asks for."""
+    w = scenario.spec.workload
+    return Cadence(w.write_ms / 1000, w.fast_ms / 1000, w.role_ms / 1000)
 
 
 def new_run_dir(lab: str, scenario: str) -> Path:
@@ -67,19 +79,6 @@ def new_run_dir(lab: str, scenario: str) -> Path:
     path = results_dir(lab) / "runs" / f"{stamp}-{scenario}"
     path.mkdir(parents=True)
     return path
-
-
-def _flowing(probes: ProbeSet, since: float) -> bool:
-    """Writes through some VIP have been acknowledged for RECOVERED_FLOW_S since ``since``."""
-    now = time.monotonic()
-    for w in probes.writers:
-        if not w.name.startswith("vip:"):
-            continue
-        recent = [x for x in w.writes[-200:] if x.sent >= max(since, now - RECOVERED_FLOW_S)]
-        acked_after = any(x.acked is not None and x.acked > since for x in recent)
-        if acked_after and recent and all(x.acked is not None for x in recent) and now - since >= RECOVERED_FLOW_S:
-            return True
-    return False
 
 
 def _stored_on(lab: "Lab", node: str, deadline_s: float, events: EventLog, t_end: float) -> set[tuple[str, int]] | None:
@@ -102,26 +101,30 @@ def _stored_on(lab: "Lab", node: str, deadline_s: float, events: EventLog, t_end
     return stored
 
 
-def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, cadence: Cadence = Cadence()) -> Trial:
+def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, cadence: Cadence = Cadence(),
+              seed: int = 0) -> Trial:
     """One trial of ``scenario`` on a running lab; see the module doc.
 
-    :raises CmlabError: the lab cannot run the scenario, or was not ready in time.
+    :param seed: the run's seed; this trial's random choices are drawn from it and ``index``.
+    :raises CmlabError: the lab cannot run the scenario, was not ready in
+        time, or a step failed (the faults are healed).
     """
     if len(lab.plan.azs) < scenario.min_azs:
         raise CmlabError(f"scenario {scenario.name} needs {scenario.min_azs} AZs; lab {lab.plan.name} has {len(lab.plan.azs)}")
     if not lab.plan.vips:
         raise CmlabError(f"scenario {scenario.name} measures writes through a VIP; lab {lab.plan.name} has none")
     timing = lab.timing
+    setup, schedule, nemesis_seed = scenario.steps(timing, seed, index)
     directory.mkdir(parents=True, exist_ok=True)
     lab.ensure_ready()
-    if scenario.prepare:
-        scenario.prepare(lab)
+    events = EventLog.of_lab(lab.plan.name)
+    nemesis = lab.nemesis(nemesis_seed)
+    timeline = ScheduleRunner(lab, nemesis, events).run(setup)
     old = lab.wait_ready(timing.start_s).primary
     assert old is not None
     reset_table(lab.dsn(old))
-    events = EventLog.of_lab(lab.plan.name)
     probes = ProbeSet(lab.plan, lab.engine, lab.runtime, cadence)
-    nemesis = lab.nemesis()
+    runner = ScheduleRunner(lab, nemesis, events, probes, old, scenario.time_limit_s(timing), cadence.write_interval_s)
     probes.start()
     final: str | None = None
     try:
@@ -129,15 +132,16 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         wait_for(lambda: sum(len(w.acked()) for w in vip_writers), lambda n: n >= WARMUP_ACKS, 10 + WARMUP_S, 0.05,
                  "acknowledged writes through the VIP before the fault")
         time.sleep(max(0.0, probes.t_start + WARMUP_S - time.monotonic()))  # bounded: at most WARMUP_S
-        events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old)
-        applied = nemesis.apply(scenario.fault(nemesis))
-        min_hold_s = scenario.min_hold_s(timing)
+        events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old, seed=seed)
         try:
-            wait_for(lambda: _flowing(probes, applied.t_effect) and time.monotonic() - applied.t_effect >= min_hold_s, bool,
-                     scenario.hold_s(timing), cadence.write_interval_s * 5, "writes flowing through a VIP again")
-        except WaitTimeout:
-            pass  # measured as it is: the metrics say how long writes stopped
-        nemesis.heal()
+            timeline += runner.run(schedule)
+        finally:
+            (directory / "schedule.json").write_text(json.dumps(timeline, indent=1, default=str))
+        if not runner.faults_applied:
+            raise CmlabError(f"scenario {scenario.name}: no fault was applied in trial {index} (a trial is measured "
+                             "from its first fault)")
+        if schedule[-1].verb != "heal" or nemesis.active():
+            nemesis.heal()
         # The writes are judged on the primary the cluster settles on: the one the
         # manager names (a quorum read) and that says it is primary itself.
         try:
@@ -159,7 +163,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     recorded = events.read() + lab.engine.collect_events(lab.plan, lab.runtime.access(lab.plan))
     history.events = sorted((e for e in recorded if t0 <= e.get("t", 0) <= t1), key=lambda e: e["t"])
     history.meta.update({
-        "scenario": scenario.name, "trial": index, "lab": lab.plan.name, "engine": lab.plan.engine,
+        "scenario": scenario.name, "trial": index, "seed": seed, "lab": lab.plan.name, "engine": lab.plan.engine,
         "old_primary": old, "final_primary": final,
         "database_nodes": [n.name for n in lab.plan.nodes_with(Role.database)],
         "vip_of": {n.name: v.name for n in lab.plan.nodes for v in lab.plan.vips if v.az == n.az},
@@ -173,20 +177,25 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
 
 
 def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = False,
-                 cadence: Cadence = Cadence(), directory: Path | None = None) -> Run:
+                 cadence: Cadence | None = None, directory: Path | None = None, seed: int | None = None) -> Run:
     """Run ``trials`` trials, on the same lab (default) or on a fresh one each
     time (``fresh``: down and up between trials), and write the reports.
 
+    :param cadence: the probes' cadence; None: the scenario's ``workload``.
+    :param seed: the seed of every random choice; None: a random one (recorded in ``run.json``).
     :returns: the run, with every trial's history and metrics.
     """
-    from cmlab.report import write_reports
-
+    seed = secrets.randbits(32) if seed is None else seed
+    cadence = cadence or scenario_cadence(scenario)
     run = Run(scenario, lab.plan.name, lab.plan.engine, directory or new_run_dir(lab.plan.name, scenario.name),
-              parameters=dict(lab.plan.parameters))
+              parameters=dict(lab.plan.parameters), seed=seed)
+    run.directory.mkdir(parents=True, exist_ok=True)
+    (run.directory / "scenario.yaml").write_text(scenario.text)
     for i in range(1, trials + 1):
         if fresh and i > 1:
             lab.down()
             lab.up()
-        run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence))
-        write_reports(run)
+        run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
+        write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials],
+                      {"lab": run.lab, "engine": run.engine, "parameters": run.parameters, "seed": run.seed})
     return run

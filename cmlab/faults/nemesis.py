@@ -43,7 +43,9 @@ from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_addres
 from cmlab.state import lab_state_dir
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.engines.base import Engine
+    from cmlab.runtime.docker import DockerRuntime
+    from cmlab.topology.plan import LabPlan
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,19 @@ class Applied:
 
 
 class Nemesis:
-    """Faults of one lab.
+    """Faults of one lab (``Lab.nemesis()`` gives it).
 
-    :param lab: the lab.
+    :param plan: the lab's plan; :param runtime: its Docker objects; :param engine: its engine.
     :param seed: seed of the random choices (``one``, ``minority``, shapes),
         for a reproducible run.
     """
 
-    def __init__(self, lab: "Lab", seed: int | None = None) -> None:
-        self.lab = lab
-        self.ctx = FaultContext(lab.plan, lab.runtime, lab.engine)
+    def __init__(self, plan: "LabPlan", runtime: "DockerRuntime", engine: "Engine", seed: int | str | None = None) -> None:
+        self.plan, self.runtime, self.engine = plan, runtime, engine
+        self.ctx = FaultContext(plan, runtime, engine)
         self.rng = random.Random(seed)
-        self.events = EventLog.of_lab(lab.plan.name)
-        state = lab_state_dir(lab.plan.name)
+        self.events = EventLog.of_lab(plan.name)
+        state = lab_state_dir(plan.name)
         self._records = state / "faults.json"
         self._lock = FileLock(str(state / "faults.lock"), timeout=60)
 
@@ -82,18 +84,18 @@ class Nemesis:
         """Node names for a target spec (see :mod:`cmlab.faults.targets`)."""
         state: ClusterState | None = None
         if targets.needs_live_state(spec):
-            state = self.lab.engine.observe(self.lab.plan, self.lab.runtime.access(self.lab.plan))
-        return targets.resolve(spec, self.lab.plan, state, self.rng,
-                               lambda: self.lab.engine.quorum_leader(self.lab.plan, self.lab.runtime.access(self.lab.plan)))
+            state = self.engine.observe(self.plan, self.runtime.access(self.plan))
+        return targets.resolve(spec, self.plan, state, self.rng,
+                               lambda: self.engine.quorum_leader(self.plan, self.runtime.access(self.plan)))
 
     def _nodes(self, spec: str) -> tuple[str, ...]:
         return tuple(self.resolve(spec))
 
     # ---- builders (targets -> concrete faults) ---------------------------------------------
 
-    def isolate(self, spec: str, clients: bool = False) -> Partition:
+    def isolate(self, target: str, clients: bool = False) -> Partition:
         """Cut each target node from every other node (clients too if asked)."""
-        g = grudges.isolate(self.resolve(spec), [n.name for n in self.lab.plan.nodes])
+        g = grudges.isolate(self.resolve(target), [n.name for n in self.plan.nodes])
         return _partition(g, clients)
 
     def cut(self, a: str, b: str, one_way: bool = False) -> Partition:
@@ -108,51 +110,59 @@ class Nemesis:
         if name not in grudges.SHAPES:
             raise FaultError(f"unknown partition shape '{name}' (shapes: {', '.join(grudges.SHAPES)})")
         try:
-            return _partition(grudges.SHAPES[name]([n.name for n in self.lab.plan.nodes], self.rng))
+            return _partition(grudges.SHAPES[name]([n.name for n in self.plan.nodes], self.rng))
         except ValueError as exc:
             raise FaultError(str(exc)) from None
 
     def split_azs(self, a: list[str], b: list[str] | None = None, one_way: bool = False) -> AzPartition:
-        """Cut AZs ``a`` from AZs ``b`` (default: every other AZ) at the router."""
-        names = [az.name for az in self.lab.plan.azs]
+        """Cut AZs ``a`` from AZs ``b`` (default: every other AZ) at the router.
+        An AZ is named, or ``primary-az``: the AZ of the primary now."""
+        names = [az.name for az in self.plan.azs]
+        a = [self._az(az) for az in a]
+        b = [self._az(az) for az in b] if b else None
         for az in a + (b or []):
             if az not in names:
-                raise FaultError(f"unknown AZ '{az}' (AZs: {', '.join(names)})")
+                raise FaultError(f"unknown AZ '{az}' (AZs: {', '.join(names)}, or primary-az)")
         b = b or [n for n in names if n not in a]
         if not b or set(a) & set(b):
             raise FaultError("an AZ partition needs two disjoint, non-empty sets of AZs")
         return AzPartition(tuple(a), tuple(b), one_way)
 
-    def loss(self, spec: str, percent: float, direction: str = "egress", peers: str | None = None) -> Loss:
-        return Loss(self._nodes(spec), percent, direction, self._nodes(peers) if peers else ())
+    def _az(self, word: str) -> str:
+        if word != "primary-az":
+            return word
+        return self.plan.node(self._one("primary")).az
 
-    def bandwidth(self, spec: str, rate: str, direction: str = "egress") -> Bandwidth:
+    def loss(self, target: str, percent: float, direction: str = "egress", peers: str | None = None) -> Loss:
+        return Loss(self._nodes(target), percent, direction, self._nodes(peers) if peers else ())
+
+    def bandwidth(self, target: str, rate: str, direction: str = "egress") -> Bandwidth:
         """``rate`` in tc units (``1mbit``); ``direction``: egress, ingress or both."""
-        return Bandwidth(self._nodes(spec), rate, direction=direction)
+        return Bandwidth(self._nodes(target), rate, direction=direction)
 
-    def delay(self, spec: str, ms: float, jitter_ms: float = 0) -> Delay:
-        return Delay(self._nodes(spec), ms, jitter_ms)
+    def delay(self, target: str, ms: float, jitter_ms: float = 0) -> Delay:
+        return Delay(self._nodes(target), ms, jitter_ms)
 
-    def link_down(self, spec: str) -> LinkDown:
-        return LinkDown(self._nodes(spec))
+    def link_down(self, target: str) -> LinkDown:
+        return LinkDown(self._nodes(target))
 
-    def kill(self, spec: str, process: str, signal: str = "KILL", every: bool = False) -> Kill:
-        return Kill(self._nodes(spec), process, signal, every)
+    def kill(self, target: str, process: str, signal: str = "KILL", every: bool = False) -> Kill:
+        return Kill(self._nodes(target), process, signal, every)
 
-    def freeze(self, spec: str, process: str) -> Freeze:
-        return Freeze(self._nodes(spec), process)
+    def freeze(self, target: str, process: str) -> Freeze:
+        return Freeze(self._nodes(target), process)
 
-    def crash(self, spec: str) -> Crash:
-        return Crash(self._nodes(spec))
+    def crash(self, target: str) -> Crash:
+        return Crash(self._nodes(target))
 
-    def pause(self, spec: str) -> Pause:
-        return Pause(self._nodes(spec))
+    def pause(self, target: str) -> Pause:
+        return Pause(self._nodes(target))
 
-    def stop(self, spec: str) -> Stop:
-        return Stop(self._nodes(spec))
+    def stop(self, target: str) -> Stop:
+        return Stop(self._nodes(target))
 
-    def restart(self, spec: str) -> Restart:
-        return Restart(self._nodes(spec))
+    def restart(self, target: str) -> Restart:
+        return Restart(self._nodes(target))
 
     def disk_readonly(self, disk: str) -> DiskReadOnly:
         return DiskReadOnly(self._disk(disk))
@@ -165,21 +175,21 @@ class Nemesis:
 
     def _disk(self, name: str) -> str:
         try:
-            return self.lab.plan.disk(name).name
+            return self.plan.disk(name).name
         except KeyError as exc:
             raise FaultError(str(exc.args[0])) from None
 
     def _vip_name(self, vip: str | None) -> str:
         if vip:
             return vip_of(self.ctx, vip).name
-        if len(self.lab.plan.vips) != 1:
-            raise FaultError(f"name the VIP (VIPs: {', '.join(v.name for v in self.lab.plan.vips) or 'none'})")
-        return self.lab.plan.vips[0].name
+        if len(self.plan.vips) != 1:
+            raise FaultError(f"name the VIP (VIPs: {', '.join(v.name for v in self.plan.vips) or 'none'})")
+        return self.plan.vips[0].name
 
     def vip_remove(self, vip: str | None = None) -> VipRemove:
         """Take the VIP from whichever nodes hold it now."""
         name = self._vip_name(vip)
-        holders = self.lab.runtime.vip_holders(self.lab.plan)[name]
+        holders = self.runtime.vip_holders(self.plan)[name]
         if not holders:
             raise FaultError(f"no node holds VIP {name} now")
         return VipRemove(name, tuple(holders))
@@ -190,10 +200,10 @@ class Nemesis:
     def vip_garp(self, node: str, vip: str | None = None) -> VipGarp:
         return VipGarp(self._vip_name(vip), self._one(node))
 
-    def _one(self, spec: str) -> str:
-        nodes = self.resolve(spec)
+    def _one(self, target: str) -> str:
+        nodes = self.resolve(target)
         if len(nodes) != 1:
-            raise FaultError(f"'{spec}' designates {len(nodes)} nodes; this fault takes one")
+            raise FaultError(f"'{target}' designates {len(nodes)} nodes; this fault takes one")
         return nodes[0]
 
     # ---- applying ------------------------------------------------------------------------
@@ -277,7 +287,7 @@ class Nemesis:
                 with suppress(FaultError):
                     step()
 
-        names = [n.name for n in self.lab.plan.nodes] + ([self.lab.plan.router] if self.lab.plan.router else [])
+        names = [n.name for n in self.plan.nodes] + ([self.plan.router] if self.plan.router else [])
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             list(pool.map(clean, names))
 
@@ -338,6 +348,14 @@ class Nemesis:
         tmp = self._records.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=1))
         tmp.replace(self._records)
+
+
+#: The fault builders of :class:`Nemesis`, by the name a scenario's ``fault:``
+#: step uses (the method's name with dashes); their keyword arguments are the
+#: step's other keys.
+BUILDERS: dict[str, Callable[..., Fault]] = {name.replace("_", "-"): getattr(Nemesis, name) for name in (
+    "isolate", "cut", "shape", "split_azs", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
+    "pause", "stop", "restart", "disk_readonly", "disk_detach", "disk_fill", "vip_remove", "vip_duplicate", "vip_garp")}
 
 
 def _partition(g: grudges.Grudge, clients: bool = False) -> Partition:

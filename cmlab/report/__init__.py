@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from cmlab.checkers.metrics import METRICS, SUMMARISED, TrialMetrics, compute
@@ -22,17 +22,14 @@ from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
 from cmlab.history import History
 from cmlab.report.plot import draw
-from cmlab.scenarios import SCENARIOS, Scenario
-
-if TYPE_CHECKING:
-    from cmlab.trials import Run
+from cmlab.scenarios import SCENARIOS, Scenario, loads
 
 SCHEMA = "cmlab.run/1"
 
 
 def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, bool | None]:
     """Each promise of the scenario, kept (True), broken (False) or not made (None)."""
-    bound = scenario.rto_bound_s(timing) if scenario.rto_bound_s else None
+    bound = scenario.rto_bound_s(timing)
     return {
         "rto_under_bound": None if bound is None else (m.client_rto_s is not None and m.client_rto_s <= bound),
         "failover_as_expected": None if scenario.failover is None else m.failover == scenario.failover,
@@ -44,7 +41,7 @@ def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, b
 def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], meta: dict[str, Any]) -> dict[str, Any]:
     """The ``cmlab.run/1`` document."""
     timing = Timing(**trials[0][1].meta["timing"]) if trials else None
-    bound = scenario.rto_bound_s(timing) if scenario.rto_bound_s and timing else None
+    bound = scenario.rto_bound_s(timing) if timing else None
     rows = []
     for index, h, m in trials:
         rows.append({"trial": index, **m.to_json(), "verdicts": verdicts(scenario, timing, m) if timing else {}})
@@ -143,10 +140,12 @@ def render(directory: Path, scenario: Scenario, trials: list[tuple[int, History,
     return doc
 
 
-def write_reports(run: "Run") -> dict[str, Any]:
-    meta = {"lab": run.lab, "engine": run.engine, "parameters": run.parameters}
-    (run.directory / "run.json").write_text(json.dumps({"scenario": run.scenario.name, **meta}, indent=2))
-    return render(run.directory, run.scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
+def write_reports(directory: Path, scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]],
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``run.json`` (the scenario's name and ``meta``: lab, engine,
+    parameters, seed) and every report of a run; returns ``report.json``'s document."""
+    (directory / "run.json").write_text(json.dumps({"scenario": scenario.name, **meta}, indent=2))
+    return render(directory, scenario, trials, meta)
 
 
 def rerender(directory: Path) -> dict[str, Any]:
@@ -155,7 +154,9 @@ def rerender(directory: Path) -> dict[str, Any]:
     :raises FileNotFoundError: ``directory`` is not a run directory.
     """
     meta = json.loads((directory / "run.json").read_text())
-    scenario = SCENARIOS[meta.pop("scenario")]
+    name = meta.pop("scenario")
+    saved = directory / "scenario.yaml"
+    scenario = loads(saved.read_text(), str(saved), name) if saved.exists() else SCENARIOS[name]
     trials = []
     for trial_dir in sorted(directory.glob("trial-*")):
         h = History.load(trial_dir / "history.jsonl")

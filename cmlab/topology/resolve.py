@@ -34,7 +34,8 @@ FIRST_NODE_INDEX = 10
 FIRST_VIP_INDEX = 99
 
 
-def _pydantic_issues(exc: ValidationError, prefix: str = "") -> list[Issue]:
+def pydantic_issues(exc: ValidationError, prefix: str = "", schema_command: str = "cmlab schema") -> list[Issue]:
+    """One :class:`Issue` per pydantic error, with its document path and a fix."""
     issues = []
     for err in exc.errors():
         where = prefix
@@ -46,7 +47,7 @@ def _pydantic_issues(exc: ValidationError, prefix: str = "") -> list[Issue]:
             fix = NAME_HINT
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
-            fix = "remove it or check its spelling (`cmlab schema` lists the keys)"
+            fix = f"remove it or check its spelling (`{schema_command}` lists the keys)"
         elif err["type"] == "missing":
             fix = "add it"
         issues.append(Issue(where or "<document>", msg, fix))
@@ -61,7 +62,7 @@ def parse_topology(data: Any, source: str, positions: Positions) -> Topology:
     try:
         return Topology.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(source, _pydantic_issues(exc), positions) from None
+        raise TopologyError(source, pydantic_issues(exc), positions) from None
 
 
 def _duplicates(names: Iterable[str]) -> set[str]:

@@ -1,4 +1,5 @@
-"""Safe YAML loading that remembers where every value came from.
+"""Safe YAML loading that remembers where every value came from (topologies
+and scenario files).
 
 PyYAML's ``safe_load`` forgets positions, silently keeps the last of two
 duplicate keys and expands aliases (the "billion laughs" blow-up). A topology
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from cmlab.errors import Issue, TopologyError
+from cmlab.errors import DocumentError, Issue, TopologyError
 
 #: Largest topology file accepted, in bytes. Real topologies are a few KiB.
 MAX_BYTES = 256 * 1024
@@ -26,16 +27,18 @@ Positions = dict[str, tuple[int, int]]
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that rejects anchors and aliases at parse time."""
 
+    what = "document"
+
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(
-                None, None, "YAML aliases (*name) are not allowed in a topology", event.start_mark
+                None, None, f"YAML aliases (*name) are not allowed in a {self.what}", event.start_mark
             )
         event = self.peek_event()
         if getattr(event, "anchor", None):
             raise yaml.MarkedYAMLError(
-                None, None, "YAML anchors (&name) are not allowed in a topology", event.start_mark
+                None, None, f"YAML anchors (&name) are not allowed in a {self.what}", event.start_mark
             )
         return super().compose_node(parent, index)
 
@@ -47,14 +50,15 @@ def join_path(parent: str, key: str | int) -> str:
     return f"{parent}.{key}" if parent else str(key)
 
 
-def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, source: str) -> Any:
+def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, source: str,
+               error: type[DocumentError]) -> Any:
     pos[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
-                raise TopologyError(
+                raise error(
                     source,
                     [Issue(path or "<document>", f"mapping key {key!r} is not a string", "quote the key")],
                     {path or "<document>": (key_node.start_mark.line + 1, key_node.start_mark.column + 1)},
@@ -62,65 +66,68 @@ def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, so
             child = join_path(path, key)
             if key in out:
                 line = key_node.start_mark.line + 1
-                raise TopologyError(
+                raise error(
                     source,
                     [Issue(child, f"key '{key}' appears twice", f"remove one of the two (second one on line {line})")],
                     {child: (line, key_node.start_mark.column + 1)},
                 )
-            out[key] = _construct(value_node, child, loader, pos, source)
+            out[key] = _construct(value_node, child, loader, pos, source, error)
         return out
     if isinstance(node, SequenceNode):
-        return [_construct(item, join_path(path, i), loader, pos, source) for i, item in enumerate(node.value)]
+        return [_construct(item, join_path(path, i), loader, pos, source, error) for i, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
     return loader.construct_object(node, deep=True)
 
 
-def load_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
+def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = TopologyError) -> tuple[Any, Positions]:
     """Parse one YAML document safely.
 
     :param text: the document.
     :param source: the file name used in error messages.
+    :param error: the error to raise (:class:`TopologyError`, :class:`ScenarioError`).
     :returns: ``(data, positions)`` where positions maps a path such as
         ``nodes[1].az`` to its ``(line, column)``, both 1-based.
-    :raises TopologyError: on a syntax error, an alias or anchor, a duplicate
-        key, more than one document, or a document over :data:`MAX_BYTES`.
+    :raises DocumentError: (``error``) on a syntax error, an alias or anchor, a
+        duplicate key, more than one document, or a document over :data:`MAX_BYTES`.
     """
     if len(text.encode()) > MAX_BYTES:
-        raise TopologyError(
-            source, [Issue("<document>", f"file is larger than {MAX_BYTES} bytes", "a topology is a few KiB; check the file")]
+        raise error(
+            source, [Issue("<document>", f"file is larger than {MAX_BYTES} bytes", f"a {error.what} is a few KiB; check the file")]
         )
     loader = _NoAliasLoader(text)
+    loader.what = error.what
     try:
         root = loader.get_single_node()
         if root is None:
-            raise TopologyError(source, [Issue("<document>", "the file is empty", "see topologies/quickstart.yaml")])
+            example = "topologies/quickstart.yaml" if error is TopologyError else "scenarios/kill-primary.yaml"
+            raise error(source, [Issue("<document>", "the file is empty", f"see {example}")])
         positions: Positions = {}
-        data = _construct(root, "", loader, positions, source)
+        data = _construct(root, "", loader, positions, source, error)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = "<document>"
         pos = {where: (mark.line + 1, mark.column + 1)} if mark else {}
-        raise TopologyError(source, [Issue(where, f"YAML: {exc.problem or exc.context}", "fix the YAML syntax")], pos) from None
+        raise error(source, [Issue(where, f"YAML: {exc.problem or exc.context}", "fix the YAML syntax")], pos) from None
     except yaml.YAMLError as exc:
-        raise TopologyError(source, [Issue("<document>", f"YAML: {exc}", "fix the YAML syntax")]) from None
+        raise error(source, [Issue("<document>", f"YAML: {exc}", "fix the YAML syntax")]) from None
     finally:
         loader.dispose()
     return data, positions
 
 
-def read_yaml_file(path: str | Path) -> tuple[Any, Positions]:
-    """Read and parse a topology file; see :func:`load_yaml`.
+def read_yaml_file(path: str | Path, error: type[DocumentError] = TopologyError) -> tuple[Any, Positions]:
+    """Read and parse a topology (or scenario) file; see :func:`load_yaml`.
 
-    :raises TopologyError: the file is missing, unreadable, too large or not valid YAML.
+    :raises DocumentError: (``error``) the file is missing, unreadable, too large or not valid YAML.
     """
     p = Path(path)
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:
-            raise TopologyError(p, [Issue("<document>", f"file is {size} bytes, over {MAX_BYTES}", "a topology is a few KiB; check the file")])
+            raise error(p, [Issue("<document>", f"file is {size} bytes, over {MAX_BYTES}", f"a {error.what} is a few KiB; check the file")])
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TopologyError(p, [Issue("<document>", f"cannot read the file: {exc.strerror}", "check the path")]) from None
+        raise error(p, [Issue("<document>", f"cannot read the file: {exc.strerror}", "check the path")]) from None
     except UnicodeDecodeError:
-        raise TopologyError(p, [Issue("<document>", "the file is not UTF-8 text", "save it as UTF-8")]) from None
-    return load_yaml(text, str(p))
+        raise error(p, [Issue("<document>", "the file is not UTF-8 text", "save it as UTF-8")]) from None
+    return load_yaml(text, str(p), error)

@@ -39,7 +39,7 @@ def measured(lab: Lab, name: str, tmp_path) -> None:
     trial = run.trials[0]
     m = trial.metrics
     fmt = lambda v: "-" if v is None else f"{v:.2f} s"  # noqa: E731
-    bound = scenario.rto_bound_s(lab.timing) if scenario.rto_bound_s else None
+    bound = scenario.rto_bound_s(lab.timing)
     print(f"\n{name}: {m.old_primary} -> {m.new_primary}; client RTO {fmt(m.client_rto_s)} (bound {fmt(bound)}), "
           f"detection {fmt(m.detection_s)}, promotion {fmt(m.promotion_s)}, VIP {fmt(m.vip_s)}, "
           f"following {fmt(m.following_s)}; {m.acked_writes} acked, {len(m.lost_writes)} lost, "
@@ -81,3 +81,25 @@ def test_reports_render_again_from_the_saved_run(quick_lab: Lab, tmp_path):
     result = subprocess.run([sys.executable, "-m", "cmlab.cli", "report", str(run.directory)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (run.directory / "report.html").exists() and "client_rto_s" in result.stdout
+
+
+def test_a_seeded_random_scenario_runs_twice_to_the_same_step_timeline(quick_lab: Lab, tmp_path):
+    if not capabilities()["root"].ok:
+        pytest.skip("the scenarios' faults need root")
+
+    def steps(run) -> list[tuple]:
+        timeline = json.loads((run.trials[0].directory / "schedule.json").read_text())
+        return [(s["verb"], s["outcome"], (s.get("fault") or {}).get("params"), s["args"].get("seconds")) for s in timeline]
+
+    scenario = get("churn-isolate-one")
+    runs = [run_scenario(quick_lab, scenario, trials=1, directory=tmp_path / f"churn-{i}", seed=11) for i in (1, 2)]
+    first, second = steps(runs[0]), steps(runs[1])
+    print(f"\nchurn-isolate-one, seed 11: {first}")
+    assert first == second
+    assert [s[0] for s in first if s[1] != "skipped: past the time limit"][:2] == ["fault", "sleep"]
+    assert any(s[0] == "fault" and s[1] == "applied" for s in first)
+    for run in runs:
+        doc = json.loads((run.directory / "report.json").read_text())
+        assert doc["seed"] == 11 and (run.directory / "scenario.yaml").read_text() == scenario.text
+        assert_no_lost_writes(run.trials[0])
+        assert_no_split_brain(run.trials[0])

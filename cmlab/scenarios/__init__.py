@@ -1,0 +1,211 @@
+"""Failover scenarios: what to do to a lab, and what the manager promises.
+
+A scenario is a YAML file (:mod:`.schema`; ``cmlab schema --scenario``):
+a schedule of steps (faults, heals, waits, switchovers, Jepsen's seeded
+composition) and the promises checked on every trial. The built-in ones are
+the files of ``scenarios/`` at the repository's root (:data:`SCENARIOS`);
+``cmlab run FILE.yaml`` runs any other. Waits and bounds are written against
+the engine's :class:`~cmlab.engines.base.Timing` (:mod:`.duration`), so one
+file holds for every engine; where a manager legitimately cannot promise
+something, ``notes`` says why and the promise is left out.
+
+* :mod:`.schema`: the file's structure;
+* :mod:`.duration`: durations as expressions of the engine's timing;
+* :mod:`.compose`: the steps of one trial made concrete from the seed;
+* :mod:`.schedule`: the interpreter that runs them on a lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cmlab.engines.base import Timing
+from cmlab.errors import CmlabError, Issue, ScenarioError
+from cmlab.scenarios import duration
+from cmlab.scenarios.compose import Planned, plan, seeds
+from cmlab.scenarios.schema import FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, WaitStep
+from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
+
+#: The built-in scenarios' files.
+SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+#: Steps a ``setup:`` may hold (before the probes: nothing there is measured).
+SETUP_VERBS = ("primary-in", "switchover", "sleep", "wait")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed scenario file.
+
+    :param name: the scenario's name (the file's, without ``.yaml``, unless it says otherwise).
+    :param text: the file as read, kept with every run (and so in its bundle).
+    :param source: where it was read from.
+    """
+
+    name: str
+    spec: ScenarioFile
+    text: str
+    source: str
+
+    @property
+    def summary(self) -> str:
+        return self.spec.summary
+
+    @property
+    def notes(self) -> str:
+        return self.spec.notes
+
+    @property
+    def failover(self) -> bool | None:
+        """True: a new primary must be promoted; False: the primary must stay; None: either."""
+        return self.spec.expect.failover
+
+    @property
+    def no_lost_writes(self) -> bool:
+        return self.spec.expect.no_lost_writes
+
+    @property
+    def no_split_brain(self) -> bool:
+        return self.spec.expect.no_split_brain
+
+    @property
+    def min_azs(self) -> int:
+        return self.spec.min_azs
+
+    def rto_bound_s(self, timing: Timing) -> float | None:
+        """The longest client write outage promised with this timing, seconds; None: none promised."""
+        rto = self.spec.expect.rto_under
+        return None if rto is None else duration.seconds(rto, duration.environment(timing, None))
+
+    def environment(self, timing: Timing) -> dict[str, float]:
+        """Every duration name's value for this timing, seconds (``rto`` included when promised)."""
+        return duration.environment(timing, self.rto_bound_s(timing))
+
+    def time_limit_s(self, timing: Timing) -> float | None:
+        """No step starts later than this after the first, seconds; None: no limit."""
+        limit = self.spec.time_limit
+        return None if limit is None else duration.seconds(limit, self.environment(timing))
+
+    def steps(self, timing: Timing, seed: int, trial: int) -> tuple[list[Planned], list[Planned], str]:
+        """``(setup, schedule, nemesis seed)`` of one trial: concrete, from the run's seed.
+
+        :raises CmlabError: a duration cannot be evaluated with this timing.
+        """
+        rng, targets_seed = seeds(seed, trial)
+        env = self.environment(timing)
+        try:
+            return plan(self.spec.setup, env, rng, "setup"), plan(self.spec.schedule, env, rng), targets_seed
+        except ValueError as exc:
+            raise CmlabError(f"{self.source}: {exc}") from None
+
+
+#: Type names pydantic puts in an error's place when a value matches no member of a union.
+_UNION_MEMBERS = {"float", "str", "int", "bool", "none"}
+
+
+def _issues(exc: ValidationError) -> list[Issue]:
+    """pydantic's errors as issues at document paths (the step-kind tags dropped)."""
+    from cmlab.topology.resolve import pydantic_issues
+
+    issues = []
+    for issue in pydantic_issues(exc, schema_command="cmlab schema --scenario"):
+        parts = issue.where.split(".")
+        where = ".".join(p for p in parts if not p.endswith("Step") and p not in _UNION_MEMBERS
+                         and not p.startswith(("dict[", "list[")))
+        issues.append(Issue(where or "<document>", issue.message.removeprefix("Value error, "), issue.fix))
+    return issues
+
+
+def _walk(steps: list[Any], where: str):
+    for i, step in enumerate(steps):
+        here = join_path(where, i)
+        yield here, step
+        if isinstance(step, RepeatStep):
+            yield from _walk(step.steps, join_path(here, "steps"))
+        elif isinstance(step, OneOfStep):
+            yield from _walk(step.one_of, join_path(here, "one-of"))
+        elif isinstance(step, FlipFlopStep):
+            yield from _walk(step.flip_flop, join_path(here, "flip-flop"))
+
+
+def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
+    """What the structure allows but makes no sense (checked before any run)."""
+    issues = []
+    steps = list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule"))
+    for where, step in steps:
+        verb = next(iter(step.model_dump(by_alias=True, exclude_unset=True)), "")
+        if where.startswith("setup") and verb not in SETUP_VERBS + ("repeat", "one-of", "flip-flop"):
+            issues.append(Issue(where, f"'{verb}' cannot run in setup (before the probes start)",
+                                f"move it to schedule; setup holds {', '.join(SETUP_VERBS)}"))
+        if where.startswith("setup") and isinstance(step, WaitStep) and step.wait == "writes-resumed":
+            issues.append(Issue(where, "no writes flow during setup", "wait for ready, or move the step to schedule"))
+        durations = [(k, v) for k, v in step.__dict__.items() if k in ("at_least", "deadline", "sleep", "stagger")]
+        for key, value in durations:
+            if value is not None and spec.expect.rto_under is None and duration.RTO in duration.names_in(value):
+                issues.append(Issue(join_path(where, key.replace("_", "-")), "uses rto, but expect has no rto-under",
+                                    "give expect.rto-under, or write the duration from the timing names"))
+    if spec.expect.rto_under is not None and duration.RTO in duration.names_in(spec.expect.rto_under):
+        issues.append(Issue("expect.rto-under", "cannot be written in terms of rto", "use the timing names"))
+    if not any(isinstance(step, FaultStep) for where, step in steps if where.startswith("schedule")):
+        issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault",
+                            "add a step such as {fault: crash, target: primary}"))
+    return issues
+
+
+def loads(text: str, source: str = "<string>", default_name: str | None = None) -> Scenario:
+    """Parse a scenario file's text.
+
+    :raises ScenarioError: every problem found, each at its file:line:column with a fix.
+    """
+    data, positions = load_yaml(text, source, ScenarioError)
+    return _from_data(data, positions, text, source, default_name)
+
+
+def _from_data(data: Any, positions: Positions, text: str, source: str, default_name: str | None) -> Scenario:
+    try:
+        spec = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, _issues(exc), positions) from None
+    issues = _meaning_issues(spec)
+    if issues:
+        raise ScenarioError(source, issues, positions)
+    name = spec.name or default_name
+    if not name:
+        raise ScenarioError(source, [Issue("name", "the scenario has no name", "add name: <a-name>")], positions)
+    return Scenario(name, spec, text, source)
+
+
+def load(path: str | Path) -> Scenario:
+    """Read a scenario file (its name defaults to the file's, without ``.yaml``).
+
+    :raises ScenarioError: the file is missing, not valid YAML, or not a valid scenario.
+    """
+    p = Path(path)
+    data, positions = read_yaml_file(p, ScenarioError)
+    return _from_data(data, positions, p.read_text(encoding="utf-8"), str(p), p.stem)
+
+
+def builtin() -> dict[str, Scenario]:
+    """The built-in scenarios, by name, in file-name order."""
+    return {s.name: s for s in (load(p) for p in sorted(SCENARIOS_DIR.glob("*.yaml")))}
+
+
+#: The built-in scenarios by name (the files of :data:`SCENARIOS_DIR`).
+SCENARIOS: dict[str, Scenario] = builtin()
+
+
+def get(name: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path (``.yaml``/``.yml``).
+
+    :raises CmlabError: unknown name (the message lists the scenarios).
+    :raises ScenarioError: the file is not a valid scenario.
+    """
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load(name)
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise CmlabError(f"unknown scenario '{name}' (scenarios: {', '.join(SCENARIOS)}; or a scenario file)") from None

@@ -1,0 +1,106 @@
+"""A scenario's steps made concrete for one trial: composition unrolled,
+random choices drawn, durations in seconds.
+
+``plan(steps, env, rng)`` is pure: the same steps, timing and seed give the
+same list, so a seeded scenario runs to the same step timeline every time
+(the targets a ``one`` or ``minority`` picks are drawn by the nemesis from
+the same seed, see :func:`seeds`). Random choices follow Jepsen's
+generators: ``one-of`` picks a step, ``stagger`` sleeps a uniform time in
+[0, 2 x stagger] seconds, ``flip-flop`` alternates two steps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmlab.scenarios import duration
+from cmlab.scenarios.schema import (FaultStep, FlipFlopStep, HealStep, OneOfStep, PrimaryInStep, RepeatStep,
+                                    SleepStep, SwitchoverStep, WaitStep)
+
+#: Upper bound on the steps one trial may unroll to (a repeat of repeats).
+MAX_STEPS = 10_000
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One concrete step.
+
+    :param verb: fault, heal, wait, sleep, switchover or primary-in.
+    :param args: its arguments; durations in seconds (keys ending ``_s``).
+    :param origin: where it comes from in the file (``schedule[3].steps[0]``).
+    """
+
+    verb: str
+    args: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verb": self.verb, "args": self.args, "origin": self.origin}
+
+
+def seeds(seed: int, trial: int) -> tuple[random.Random, str]:
+    """The random generator of a trial's composition and the seed of its
+    nemesis (target choices): both derived from the run's seed and the trial's
+    number, so trial 3 of a replay draws what trial 3 drew."""
+    return random.Random(f"cmlab:{seed}:{trial}:compose"), f"cmlab:{seed}:{trial}:targets"
+
+
+def plan(steps: list[Any], env: Mapping[str, float], rng: random.Random, where: str = "schedule") -> list[Planned]:
+    """The concrete steps of ``steps`` (models of :mod:`cmlab.scenarios.schema`).
+
+    :param env: the value of each duration name, seconds (:func:`duration.environment`).
+    :raises ValueError: a duration cannot be evaluated, or more than :data:`MAX_STEPS` steps.
+    """
+    out: list[Planned] = []
+    for i, step in enumerate(steps):
+        _one(step, env, rng, f"{where}[{i}]", out)
+    return out
+
+
+def _sec(value: Any, env: Mapping[str, float], origin: str) -> float:
+    try:
+        return duration.seconds(value, env)
+    except ValueError as exc:
+        raise ValueError(f"{origin}: {exc}") from None
+
+
+def _one(step: Any, env: Mapping[str, float], rng: random.Random, origin: str, out: list[Planned]) -> None:
+    if len(out) > MAX_STEPS:
+        raise ValueError(f"{origin}: the schedule unrolls to more than {MAX_STEPS} steps")
+    if isinstance(step, FaultStep):
+        out.append(Planned("fault", {"kind": step.fault, **step.arguments()}, origin))
+    elif isinstance(step, HealStep):
+        out.append(Planned("heal", {}, origin))
+    elif isinstance(step, WaitStep):
+        out.append(Planned("wait", {"until": step.wait, "at_least_s": _sec(step.at_least, env, origin),
+                                    "deadline_s": _sec(step.deadline, env, origin), "on_timeout": step.on_timeout},
+                           origin))
+    elif isinstance(step, SleepStep):
+        if step.sleep is not None:
+            out.append(Planned("sleep", {"seconds": _sec(step.sleep, env, origin)}, origin))
+        else:
+            out.append(Planned("sleep", {"seconds": round(rng.uniform(0, 2 * _sec(step.stagger, env, origin)), 3)},
+                               origin))
+    elif isinstance(step, SwitchoverStep):
+        out.append(Planned("switchover", {"target": step.switchover}, origin))
+    elif isinstance(step, PrimaryInStep):
+        out.append(Planned("primary-in", {"az": step.primary_in}, origin))
+    elif isinstance(step, RepeatStep):
+        for n in range(step.repeat):
+            for i, inner in enumerate(step.steps):
+                _one(inner, env, rng, f"{origin}.steps[{i}]#{n + 1}", out)
+    elif isinstance(step, OneOfStep):
+        i = rng.randrange(len(step.one_of))
+        _one(step.one_of[i], env, rng, f"{origin}.one-of[{i}]", out)
+    elif isinstance(step, FlipFlopStep):
+        stagger = _sec(step.stagger, env, origin)
+        for n in range(step.times):
+            for i, inner in enumerate(step.flip_flop):
+                _one(inner, env, rng, f"{origin}.flip-flop[{i}]#{n + 1}", out)
+                if stagger:
+                    out.append(Planned("sleep", {"seconds": round(rng.uniform(0, 2 * stagger), 3)}, f"{origin}.stagger"))
+    else:  # pragma: no cover - the schema admits no other step
+        raise TypeError(f"{origin}: not a step: {step!r}")

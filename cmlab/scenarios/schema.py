@@ -1,0 +1,239 @@
+"""The structure of a scenario file (``cmlab schema --scenario`` prints it).
+
+A scenario file says what to do to a lab and what the cluster manager
+promises about it::
+
+    name: kill-primary
+    summary: docker kill of the primary's container
+    expect: {failover: true, rto-under: failover_s}
+    schedule:
+      - fault: crash
+        target: primary
+      - wait: writes-resumed
+        deadline: rto + 5
+      - heal
+
+Every duration is seconds: a number, or an expression of the engine's timing
+(:mod:`cmlab.scenarios.duration`). A step is a mapping with one verb key
+(:data:`VERBS`), or the bare word ``heal``. ``repeat``, ``one-of``,
+``flip-flop`` and ``sleep: {stagger: ...}`` are Jepsen's composition; the
+random choices they make are drawn from the run's seed
+(:mod:`cmlab.scenarios.compose`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from cmlab.faults.nemesis import BUILDERS
+from cmlab.scenarios import duration
+
+Duration = Annotated[float | str, Field(description="seconds: a number, or an expression of the engine's timing "
+                                                     "(failover_s + 5); see docs/scenarios.md")]
+
+#: Conditions a ``wait`` step waits for.
+#: writes-resumed: writes through a VIP acknowledged again (for 0.5 s) since the last fault;
+#: primary-changed: the manager names a primary other than the trial's first;
+#: vip-moved: a VIP held by one node other than the one that held it when the trial began;
+#: fault-in-effect: the last fault observed in effect (read from the kernel or Docker);
+#: ready: the cluster ready (one primary, every standby streaming, the VIP on the primary).
+CONDITIONS = ("writes-resumed", "primary-changed", "vip-moved", "fault-in-effect", "ready")
+
+
+def _check_duration(value: Any) -> Any:
+    if value is not None:
+        duration.names_in(value)
+    return value
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FaultStep(_Step):
+    """Apply a fault: ``fault`` is a nemesis builder (``crash``, ``isolate``,
+    ``split-azs``...); the other keys are its arguments (``target``, ``process``,
+    ``percent``...)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    fault: str
+
+    @model_validator(mode="after")
+    def _arguments(self) -> "FaultStep":
+        builder = BUILDERS.get(self.fault)
+        if builder is None:
+            raise ValueError(f"unknown fault '{self.fault}' (faults: {', '.join(BUILDERS)})")
+        params = [p for p in inspect.signature(builder).parameters.values() if p.name != "self"]
+        try:
+            inspect.signature(builder).bind(None, **self.arguments())
+        except TypeError:
+            wanted = ", ".join(p.name.replace("_", "-") + ("" if p.default is inspect.Parameter.empty else "?")
+                               for p in params)
+            raise ValueError(f"fault '{self.fault}' takes {wanted or 'no arguments'} "
+                             f"(? optional); got {', '.join(self.model_extra or {}) or 'none'}") from None
+        return self
+
+    def arguments(self) -> dict[str, Any]:
+        """The builder's keyword arguments (dashes made underscores)."""
+        return {k.replace("-", "_"): v for k, v in (self.model_extra or {}).items()}
+
+
+class HealStep(_Step):
+    """Undo every active fault (``heal: all``; the bare word ``heal`` too)."""
+
+    heal: Literal["all"] = "all"
+
+
+class WaitStep(_Step):
+    """Wait until a condition holds, at least ``at-least`` seconds after the
+    last fault took effect (or the step began, before any fault), at most
+    ``deadline`` seconds after the step began. On the deadline: ``continue``
+    (the trial measures what happened) or ``fail`` (the trial stops with an error)."""
+
+    wait: Literal[CONDITIONS]  # type: ignore[valid-type]
+    at_least: Duration = Field(0.0, alias="at-least")
+    deadline: Duration
+    on_timeout: Literal["continue", "fail"] = Field("continue", alias="on-timeout")
+
+    _durations = field_validator("at_least", "deadline")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class SleepStep(_Step):
+    """Do nothing for ``sleep`` seconds, or for a random time in [0, 2 x ``stagger``]
+    seconds drawn from the seed (Jepsen's stagger)."""
+
+    sleep: Duration | None = None
+    stagger: Duration | None = None
+
+    _durations = field_validator("sleep", "stagger")(classmethod(lambda cls, v: _check_duration(v)))
+
+    @model_validator(mode="after")
+    def _one(self) -> "SleepStep":
+        if (self.sleep is None) == (self.stagger is None):
+            raise ValueError("give sleep: <seconds> or stagger: <seconds>, one of the two")
+        return self
+
+
+class SwitchoverStep(_Step):
+    """Ask the manager for a switchover to the first database node of the
+    target (a fault target: ``sync-standby``, ``az:az2``, ``pg2``) that is not
+    the primary."""
+
+    switchover: str
+
+
+class PrimaryInStep(_Step):
+    """Put the primary in an AZ (a switchover if it is elsewhere): an AZ's
+    name, ``quorum-majority`` (the AZ with the most quorum members) or
+    ``quorum-minority``."""
+
+    primary_in: str = Field(alias="primary-in")
+
+
+class RepeatStep(_Step):
+    """The steps, ``repeat`` times over."""
+
+    repeat: int = Field(ge=1, le=1000)
+    steps: list["Step"] = Field(min_length=1)
+
+
+class OneOfStep(_Step):
+    """One of the steps, chosen at random from the seed."""
+
+    one_of: list["Step"] = Field(alias="one-of", min_length=2)
+
+
+class FlipFlopStep(_Step):
+    """Jepsen's flip-flop: the first step, then the second, ``times`` times over,
+    with a stagger (random sleep in [0, 2 x ``stagger``] seconds) after each."""
+
+    flip_flop: list["Step"] = Field(alias="flip-flop", min_length=2, max_length=2)
+    times: int = Field(ge=1, le=1000)
+    stagger: Duration = 0.0
+
+    _durations = field_validator("stagger")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+#: The verb key of each kind of step, and its model.
+VERBS: dict[str, type[_Step]] = {
+    "fault": FaultStep, "heal": HealStep, "wait": WaitStep, "sleep": SleepStep, "stagger": SleepStep,
+    "switchover": SwitchoverStep, "primary-in": PrimaryInStep, "repeat": RepeatStep, "one-of": OneOfStep,
+    "flip-flop": FlipFlopStep,
+}
+_TAGS = {model: model.__name__ for model in VERBS.values()}
+
+
+def _verb(value: Any) -> str | None:
+    """The model tag of a raw step (None: pydantic reports it as unmatched)."""
+    if isinstance(value, _Step):
+        return _TAGS[type(value)]
+    if value == "heal":
+        return "HealStep"
+    if isinstance(value, dict):
+        verbs = [k for k in value if k in VERBS and not (k == "stagger" and ("sleep" in value or "flip-flop" in value))]
+        if len(verbs) == 1:
+            return _TAGS[VERBS[verbs[0]]]
+    return None
+
+
+def _bare_heal(value: Any) -> Any:
+    return {"heal": "all"} if value == "heal" else value
+
+
+Step = Annotated[
+    Union[tuple(Annotated[model, Tag(tag)] for model, tag in _TAGS.items())],  # type: ignore[valid-type]
+    Discriminator(_verb, custom_error_type="step", custom_error_message=(
+        "a step is a mapping with exactly one of the keys " + ", ".join(VERBS) + " (or the word heal)")),
+    BeforeValidator(_bare_heal),
+]
+
+
+class Expect(BaseModel):
+    """What the manager promises; each is checked on every trial."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    failover: bool | None = Field(None, description="true: a new primary must be promoted; false: the primary must "
+                                                    "stay; null: either is legitimate")
+    rto_under: Duration | None = Field(None, alias="rto-under",
+                                       description="the longest client write outage promised, seconds; null: none")
+    no_lost_writes: bool = Field(True, alias="no-lost-writes")
+    no_split_brain: bool = Field(True, alias="no-split-brain")
+
+    _durations = field_validator("rto_under")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class Workload(BaseModel):
+    """The writers' and observers' cadence, milliseconds (``cmlab run`` options override it)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    write_ms: float = Field(20.0, alias="write-ms", gt=0)
+    fast_ms: float = Field(20.0, alias="fast-ms", gt=0)
+    role_ms: float = Field(200.0, alias="role-ms", gt=0)
+
+
+class ScenarioFile(BaseModel):
+    """A scenario file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+                             description="defaults to the file's name without .yaml")
+    summary: str
+    notes: str = Field("", description="what the manager legitimately does not promise here, and why")
+    topology: str | dict[str, Any] | None = Field(
+        None, description="the lab to run on when none is named: a topology file (relative to this file) or one inline")
+    min_azs: int = Field(1, alias="min-azs", ge=1)
+    workload: Workload = Workload()
+    expect: Expect = Expect()
+    setup: list[Step] = Field(default_factory=list, description="steps before the probes start (not measured)")
+    schedule: list[Step] = Field(min_length=1, description="the steps of a trial, in order")
+    time_limit: Duration | None = Field(None, alias="time-limit",
+                                        description="no step starts this many seconds after the first; null: none")
+
+    _durations = field_validator("time_limit")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+for _model in (RepeatStep, OneOfStep, FlipFlopStep, ScenarioFile):
+    _model.model_rebuild()

@@ -25,6 +25,7 @@ import docker
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import EngineError, LabError, WaitTimeout
+from cmlab.bundle import capture_lab, pack
 from cmlab.faults.host import Capability, capabilities
 from cmlab.faults.nemesis import Nemesis
 from cmlab.images.build import ImageBuilder
@@ -40,6 +41,7 @@ from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
+from cmlab.replay import ReplayResult, replay_on, unpack_bundle
 from cmlab.trials import Run, run_scenario
 from cmlab.wait import wait_for
 
@@ -484,10 +486,37 @@ def rerender(run_dir: Path) -> dict[str, Any]:
     return _rerender(run_dir)
 
 
+def capture(lab: Lab, dest: Path) -> Path:
+    """Write the lab as it is now into ``dest`` (status, the manager's account,
+    faults, nftables and qdiscs, events, logs; see :func:`cmlab.bundle.capture_lab`)."""
+    return capture_lab(lab, dest)
+
+
+def bundle(run_dir: Path, out: Path, with_images: bool = False) -> Path:
+    """Pack a run directory into one ``.tar.zst`` file (with the images' ``docker save``
+    if asked); see :mod:`cmlab.bundle`.
+
+    :raises CmlabError: not a run directory with a bundle, or an image cannot be saved.
+    """
+    return pack(run_dir, out, with_images)
+
+
+def replay(bundle_file: Path, keep: bool = False, name: str | None = None, progress: Progress | None = None) -> ReplayResult:
+    """Bring a bundled run back: the same lab, images checked, the same
+    scenario with the same seed, verdicts and timings compared (see
+    :mod:`cmlab.replay`). The lab is removed afterwards unless ``keep``.
+
+    :param name: a lab name instead of the bundle's (its addresses stay: they must be free here).
+    :raises CmlabError: not a bundle, the lab cannot come up, or a step failed.
+    """
+    run_dir, topology = unpack_bundle(bundle_file)
+    return replay_on(Lab.from_topology(topology, progress=progress, name=name), run_dir, keep)
+
+
 def host_capabilities() -> dict[str, Capability]:
     """What this host can do (``cmlab doctor``), by capability name."""
     return capabilities()
 
 
-__all__ = ["Lab", "LabStatus", "NodeRole", "Run", "Scenario", "down", "host_capabilities", "labs", "reap", "rerender",
-           "run", "scenario", "scenarios"]
+__all__ = ["Lab", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
+           "host_capabilities", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios"]

@@ -512,6 +512,53 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The bundle file [default: RUN_DIR.tar.zst].")
+@click.option("--with-images", is_flag=True, help="Add the images (docker save), for a colleague without the same Debian mirror.")
+@_friendly
+def bundle(run_dir: str, output: str | None, with_images: bool) -> None:
+    """Pack a run directory (scenario, seed, resolved topology, image IDs and
+    package manifests, generated configs, doctor, events, histories, metrics,
+    logs; secrets scrubbed) into one .tar.zst file."""
+    src = Path(run_dir).resolve()
+    made = api.bundle(src, Path(output) if output else src.with_name(src.name + ".tar.zst"), with_images)
+    out.print(f"bundle: {made} ({made.stat().st_size / 1e6:.1f} MB)")
+
+
+@main.command()
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards, to poke at.")
+@click.option("--name", help="A lab name instead of the bundle's (its addresses must be free here).")
+@click.pass_obj
+@_friendly
+def replay(progress: Progress, bundle_file: str, keep: bool, name: str | None) -> None:
+    """Bring a bundled run back: the same lab and images (checked), the same
+    scenario and seed; print the verdicts and timings beside the bundle's.
+    Exit status 0 only when every verdict matches."""
+    result = api.replay(Path(bundle_file), keep, name, progress)
+    table = Table(title=f"images of {result.run.lab}")
+    for col in ("container", "bundle", "here", "", "package differences"):
+        table.add_column(col)
+    for c in result.images:
+        table.add_row(c.container, f"{c.bundle_tag} {str(c.bundle_id)[7:19]}", f"{c.tag} {str(c.id)[7:19]}", c.how,
+                      "; ".join(c.differences[:10]) + (f" (+{len(c.differences) - 10})" if len(c.differences) > 10 else ""))
+    out.print(table)
+    table = Table(title=f"{result.run.scenario.name}, seed {result.run.seed}: bundle vs replay")
+    for col in ("trial", "", "bundle", "replay", ""):
+        table.add_column(col)
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for r in result.rows:
+        mark = "[green]same[/]" if r.ok else ("[red]DIFFERS[/]" if r.kind == "verdict" else "[yellow]out of tolerance[/]")
+        table.add_row(str(r.trial), r.name + (" (s)" if r.kind == "timing" else ""), fmt(r.bundle), fmt(r.replay), mark)
+    out.print(table)
+    out.print(f"replay: {result.run.directory}" + ("; the lab is still up" if keep else ""))
+    if not result.verdicts_match:
+        out.print("[red]the verdicts differ from the bundle's[/]")
+        raise SystemExit(1)
+    out.print("[green]the verdicts match the bundle's[/]")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @_friendly
 def report(run_dir: str) -> None:
     """Render a run's reports again from its saved histories (no lab needed)."""

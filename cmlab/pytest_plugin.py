@@ -32,7 +32,6 @@ Use::
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from typing import Any
 import pytest
 
 from cmlab import owner
-from cmlab.api import Lab, host_capabilities, reap
+from cmlab.api import Lab, capture, host_capabilities, reap
 from cmlab.errors import CmlabError, DockerUnavailable
 
 _FAILED_LABS = pytest.StashKey[set]()
@@ -213,41 +212,7 @@ def forensics(lab: Lab, nodeid: str) -> Path:
     status, the manager's own account (``cm_ctl query``/``show``, Patroni's
     /cluster), active faults, each node's nftables and qdiscs, the event log
     and the containers' logs. Returns the bundle's directory."""
-    from cmlab.events import EventLog
-    from cmlab.runtime.netns import ContainerNetns
     from cmlab.state import results_dir
 
     safe = nodeid.replace("/", "_").replace("::", "__").replace("[", "_").replace("]", "")[:150]
-    bundle = results_dir(lab.plan.name) / "forensics" / safe
-    bundle.mkdir(parents=True, exist_ok=True)
-    try:
-        st = lab.status()
-        (bundle / "status.json").write_text(json.dumps(st.to_json(), indent=2))
-        lines = [f"{r.node:8} {r.az:6} {r.address:15} {r.role:14} lag={r.lag_bytes} healthy={r.healthy} {r.detail} vips={r.vips}"
-                 for r in st.rows]
-        (bundle / "status.txt").write_text("\n".join(lines) + f"\nready: {st.ready} {st.not_ready}\n")
-    except Exception as exc:  # noqa: BLE001
-        (bundle / "status.txt").write_text(f"status unavailable: {exc}\n")
-    try:
-        (bundle / "faults.json").write_text(json.dumps([{**r, "observed": seen} for r, seen in lab.nemesis().active()], indent=2))
-    except Exception as exc:  # noqa: BLE001
-        (bundle / "faults.json").write_text(json.dumps({"error": str(exc)}))
-    try:
-        manager = lab.diagnostics()
-        (bundle / "manager.txt").write_text("".join(f"# {title}\n{text.rstrip()}\n\n" for title, text in manager.items()))
-    except Exception as exc:  # noqa: BLE001
-        (bundle / "manager.txt").write_text(f"manager's account unavailable: {exc}\n")
-    events = EventLog.of_lab(lab.plan.name)
-    if events.path.exists():
-        (bundle / "events.jsonl").write_text(events.path.read_text())
-    for c in lab.runtime.containers(lab.plan.name):
-        (bundle / f"{c.name}.log").write_bytes(c.logs(tail=2000))
-        if os.geteuid() == 0 and c.status == "running":
-            try:
-                ns = ContainerNetns(c)
-                nft = ns.run(["nft", "list", "ruleset"], check=False).stdout
-                tc = ns.run(["tc", "qdisc", "show"], check=False).stdout
-                (bundle / f"{c.name}.net.txt").write_text(f"# nft list ruleset\n{nft}\n# tc qdisc show\n{tc}")
-            except CmlabError:
-                pass
-    return bundle
+    return capture(lab, results_dir(lab.plan.name) / "forensics" / safe)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from cmlab.bundle import capture_run
 from cmlab.checkers.metrics import TrialMetrics, compute
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
@@ -191,11 +192,15 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
               parameters=dict(lab.plan.parameters), seed=seed)
     run.directory.mkdir(parents=True, exist_ok=True)
     (run.directory / "scenario.yaml").write_text(scenario.text)
-    for i in range(1, trials + 1):
-        if fresh and i > 1:
-            lab.down()
-            lab.up()
-        run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
-        write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials],
-                      {"lab": run.lab, "engine": run.engine, "parameters": run.parameters, "seed": run.seed})
+    meta = {"lab": run.lab, "engine": run.engine, "parameters": run.parameters, "seed": run.seed, "trials": trials,
+            "cadence_s": [cadence.write_interval_s, cadence.fast_interval_s, cadence.role_interval_s]}
+    try:
+        for i in range(1, trials + 1):
+            if fresh and i > 1:
+                lab.down()
+                lab.up()
+            run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
+            write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
+    finally:
+        capture_run(lab, run.directory)  # the bundle: above all when a trial failed
     return run

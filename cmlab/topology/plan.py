@@ -114,6 +114,21 @@ class LabPlan(_Plan):
     def to_json(self) -> str:
         return self.model_dump_json()
 
+    def to_topology(self) -> dict[str, Any]:
+        """A topology document that resolves to this very plan (every subnet
+        and address written out, the parameters with their defaults): what a
+        run bundle carries so that a replay brings up the same lab."""
+        return {
+            "name": self.name, "engine": self.engine, "network": {"driver": self.network_driver},
+            "azs": [{"name": a.name, "subnet": str(a.subnet), "priority": a.priority} for a in self.azs],
+            "nodes": [{"name": n.name, "az": n.az, "roles": [r.value for r in n.roles], "address": str(n.address)}
+                      for n in self.nodes],
+            "vips": [{"name": v.name, "az": v.az, "address": str(v.address)} for v in self.vips],
+            "disks": [{"name": d.name, "size_mb": d.size_mb, "kind": d.kind, "nodes": list(d.nodes), "path": d.path}
+                      for d in self.disks],
+            "parameters": dict(self.parameters),
+        }
+
     @classmethod
     def from_json(cls, text: str) -> "LabPlan":
         return cls.model_validate_json(text)

@@ -68,9 +68,9 @@ def scrub(text: str) -> str:
     return text
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, scrubbed: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(scrub(text))
+    path.write_text(scrub(text) if scrubbed else text)
 
 
 def capture_lab(lab: "Lab", dest: Path) -> Path:
@@ -146,10 +146,11 @@ def capture_run(lab: "Lab", run_dir: Path) -> Path:
         images = images_of(lab)
         (dest / "images.json").write_text(json.dumps(images, indent=2))
         for tag in sorted({i["tag"] for i in images if i["tag"]}):
-            try:
-                _write(dest / "packages" / f"{tag.replace('/', '_').replace(':', '_')}.txt", image_manifest(lab, tag))
+            path = dest / "packages" / f"{tag.replace('/', '_').replace(':', '_')}.txt"
+            try:  # package names and versions only (base-passwd=3.6.1 is no secret)
+                _write(path, image_manifest(lab, tag), scrubbed=False)
             except CmlabError as exc:
-                _write(dest / "packages" / f"{tag.replace('/', '_').replace(':', '_')}.txt", f"# unavailable: {exc}\n")
+                _write(path, f"# unavailable: {exc}\n")
     except DockerException as exc:
         (dest / "images.json").write_text(json.dumps({"error": str(exc)}))
     for node in lab.plan.nodes:

@@ -535,13 +535,11 @@ def replay(progress: Progress, bundle_file: str, keep: bool, name: str | None) -
     scenario and seed; print the verdicts and timings beside the bundle's.
     Exit status 0 only when every verdict matches."""
     result = api.replay(Path(bundle_file), keep, name, progress)
-    table = Table(title=f"images of {result.run.lab}")
-    for col in ("container", "bundle", "here", "", "package differences"):
-        table.add_column(col)
     for c in result.images:
-        table.add_row(c.container, f"{c.bundle_tag} {str(c.bundle_id)[7:19]}", f"{c.tag} {str(c.id)[7:19]}", c.how,
-                      "; ".join(c.differences[:10]) + (f" (+{len(c.differences) - 10})" if len(c.differences) > 10 else ""))
-    out.print(table)
+        out.print(f"image of {c.container}: {c.how} (bundle {c.bundle_tag} {str(c.bundle_id)[7:19]}, "
+                  f"here {c.tag} {str(c.id)[7:19]})")
+        for line in c.differences:
+            out.print(f"    {line}")
     table = Table(title=f"{result.run.scenario.name}, seed {result.run.seed}: bundle vs replay")
     for col in ("trial", "", "bundle", "replay", ""):
         table.add_column(col)

@@ -42,6 +42,7 @@ from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
 from cmlab.replay import ReplayResult, replay_on, unpack_bundle
+from cmlab.sweep import SweepResult, run_sweep
 from cmlab.trials import Run, run_scenario
 from cmlab.wait import wait_for
 
@@ -477,6 +478,18 @@ def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cade
     return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed)
 
 
+def sweep(lab: Lab, scenario: Scenario, trials: int = 1, cadence: Cadence | None = None, seed: int | None = None,
+          directory: Path | None = None) -> SweepResult:
+    """Run a scenario with a ``sweep:`` once per setting, each on the lab
+    brought up again with those parameters; the lab is brought back with its
+    own afterwards (see :mod:`cmlab.sweep`).
+
+    :raises TopologyError: a swept value is not valid for the engine (nothing touched).
+    """
+    return run_sweep(lab, scenario, lambda path: Lab.from_topology(path, progress=lab.progress), trials, cadence,
+                     seed, directory)
+
+
 def rerender(run_dir: Path) -> dict[str, Any]:
     """Render a saved run's reports again from its histories (no lab needed);
     returns ``report.json``'s document.
@@ -519,4 +532,4 @@ def host_capabilities() -> dict[str, Capability]:
 
 
 __all__ = ["Lab", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
-           "host_capabilities", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios"]
+           "host_capabilities", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep"]

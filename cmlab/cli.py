@@ -505,6 +505,21 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
     sc = api.scenario(scenario)
     w = sc.spec.workload
     cadence = api.Cadence((write_ms or w.write_ms) / 1000, (fast_ms or w.fast_ms) / 1000, (role_ms or w.role_ms) / 1000)
+    if sc.spec.sweep:
+        swept = api.sweep(api.Lab.attach(_lab_name(lab)), sc, trials, cadence, seed)
+        table = Table(title=f"{sc.name}: sweep of {', '.join(sc.spec.sweep)}, {trials} trial(s) each, seed {swept.seed}")
+        for col in ("setting", "bound (s)", "client RTO p50 (s)", "max (s)", "failovers", "lost", "promises"):
+            table.add_column(col)
+        for st in swept.settings:
+            rto, bound = st.report["summary"]["client_rto_s"], st.report["scenario"]["promises"]["rto_bound_s"]
+            table.add_row(st.label, "-" if bound is None else f"{bound:.1f}", f"{rto.get('p50', float('nan')):.3f}",
+                          f"{rto.get('max', float('nan')):.3f}", str(st.report["totals"]["failovers"]),
+                          str(st.report["totals"]["lost_writes"]), "kept" if st.report["passed"] else "[red]BROKEN[/]")
+        out.print(table)
+        out.print(f"sweep: {swept.directory}/sweep.json, sweep.png; each setting's run under it")
+        if not swept.passed:
+            raise SystemExit(1)
+        return
     result = api.run(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence, seed=seed)
     _print_run(json.loads((result.directory / "report.json").read_text()))
     out.print(f"seed {result.seed}; reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")

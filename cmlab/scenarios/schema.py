@@ -231,8 +231,26 @@ class ScenarioFile(BaseModel):
     schedule: list[Step] = Field(min_length=1, description="the steps of a trial, in order")
     time_limit: Duration | None = Field(None, alias="time-limit",
                                         description="no step starts this many seconds after the first; null: none")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict, description="engine parameters and the values to run the scenario with, each "
+        "setting on its own lab (several parameters: every combination); see docs/scenarios.md")
 
     _durations = field_validator("time_limit")(classmethod(lambda cls, v: _check_duration(v)))
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"sweep {key}: give at least one value")
+            if len(values) != len({repr(v) for v in values}):
+                raise ValueError(f"sweep {key}: a value appears twice")
+        combinations = 1
+        for values in value.values():
+            combinations *= len(values)
+        if combinations > 64:
+            raise ValueError(f"the sweep has {combinations} settings; at most 64 (each is a lab brought up)")
+        return value
 
 
 for _model in (RepeatStep, OneOfStep, FlipFlopStep, ScenarioFile):

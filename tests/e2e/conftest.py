@@ -60,6 +60,19 @@ def two_az_lab(docker_client, request, tmp_path_factory) -> Iterator[Lab]:
     yield from lab_up(request, path)
 
 
+def quickstart_lab(name: str):
+    """A module-scoped fixture: a lab of its own from the quickstart example,
+    for tests that take it down or bring it up again (sweeps, replays)."""
+    @pytest.fixture(scope="module")
+    def fixture(docker_client, request, tmp_path_factory) -> Iterator[Lab]:
+        yield from lab_up(request, example_topology(tmp_path_factory.mktemp("topo"), "quickstart", name))
+    return fixture
+
+
+#: The scenarios' faults are injected from the host into the nodes' namespaces.
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the scenarios' faults need root")
+
+
 def lab_up(request: pytest.FixtureRequest, path: Path) -> Iterator[Lab]:
     """The plugin's lab life cycle (worker-suffixed name, owner labels), then
     the check that nothing of the lab is left."""

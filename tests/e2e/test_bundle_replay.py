@@ -9,20 +9,16 @@ import pytest
 from cmlab import api
 from cmlab.engines.postgres_patroni.config import REPLICATION, SUPERUSER
 
-from .conftest import assert_lab_gone, example_topology, lab_up
+from .conftest import assert_lab_gone, needs_root, quickstart_lab
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def replay_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-replay")
-    yield from lab_up(request, path)
+replay_lab = quickstart_lab("e2e-replay")
 
 
+@needs_root
 def test_a_bundled_run_replays_on_a_fresh_lab_with_the_same_verdicts(replay_lab: api.Lab, tmp_path):
-    if not api.host_capabilities()["root"].ok:
-        pytest.skip("the scenario's fault needs root")
     run = api.run(replay_lab, api.scenario("vip-removed"), trials=1, seed=5, directory=tmp_path / "run")
     lab_dir = run.directory / "lab"
     images = json.loads((lab_dir / "images.json").read_text())

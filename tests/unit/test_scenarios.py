@@ -306,3 +306,33 @@ def test_a_seeded_schedule_runs_to_the_same_step_timeline_twice():
 
     assert steps_of(5) == steps_of(5)
     assert any(steps_of(5) != steps_of(s) for s in (6, 7, 8))
+
+
+# ---- sweeps -------------------------------------------------------------------------------
+
+
+def test_a_sweep_runs_every_combination_of_its_values_in_the_files_order():
+    from cmlab.sweep import settings_of
+
+    assert settings_of({"ttl": [10, 20]}) == [{"ttl": 10}, {"ttl": 20}]
+    assert settings_of({"a": [1, 2], "b": ["x", "y"]}) == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"},
+                                                           {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+    s = get(str(ROOT / "scenarios" / "sweeps" / "cm-heartbeat-kill-primary.yaml"))
+    assert len(settings_of(s.spec.sweep)) == 4
+
+
+def test_a_sweep_refuses_empty_repeated_or_too_many_values():
+    base = "summary: x\nschedule:\n  - {fault: crash, target: primary}\n"
+    assert "give at least one value" in error_of(base + "sweep: {ttl: []}\n")
+    assert "a value appears twice" in error_of(base + "sweep: {ttl: [10, 10]}\n")
+    assert "at most 64" in error_of(base + "sweep: {a: [1,2,3,4,5,6,7,8,9], b: [1,2,3,4,5,6,7,8]}\n")
+
+
+def test_the_sweep_plot_shows_each_settings_rto_and_bound():
+    from cmlab.sweep import plot
+
+    rto = {"n": 2, "missing": 0, "min": 9.0, "p50": 10.0, "p95": 11.0, "max": 11.0}
+    doc = {"scenario": "kill-primary", "settings": [
+        {"parameters": {"ttl": 10}, "rto_bound_s": 17.0, "summary": {"client_rto_s": rto}},
+        {"parameters": {"ttl": 20}, "rto_bound_s": 27.0, "summary": {"client_rto_s": {"n": 0, "missing": 2}}}]}
+    assert plot(doc)[:4] == b"\x89PNG"

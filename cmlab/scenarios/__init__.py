@@ -27,7 +27,7 @@ from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError, Issue, ScenarioError
 from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
-from cmlab.scenarios.schema import FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, WaitStep
+from cmlab.scenarios.schema import FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, VipFlapStep, WaitStep
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
 #: The built-in scenarios' files.
@@ -142,15 +142,16 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
                                 f"move it to schedule; setup holds {', '.join(SETUP_VERBS)}"))
         if where.startswith("setup") and isinstance(step, WaitStep) and step.wait == "writes-resumed":
             issues.append(Issue(where, "no writes flow during setup", "wait for ready, or move the step to schedule"))
-        durations = [(k, v) for k, v in step.__dict__.items() if k in ("at_least", "deadline", "sleep", "stagger")]
+        durations = [(k, v) for k, v in step.__dict__.items()
+                     if k in ("at_least", "deadline", "sleep", "stagger", "period", "duration")]
         for key, value in durations:
             if value is not None and spec.expect.rto_under is None and duration.RTO in duration.names_in(value):
                 issues.append(Issue(join_path(where, key.replace("_", "-")), "uses rto, but expect has no rto-under",
                                     "give expect.rto-under, or write the duration from the timing names"))
     if spec.expect.rto_under is not None and duration.RTO in duration.names_in(spec.expect.rto_under):
         issues.append(Issue("expect.rto-under", "cannot be written in terms of rto", "use the timing names"))
-    if not any(isinstance(step, FaultStep) for where, step in steps if where.startswith("schedule")):
-        issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault",
+    if not any(isinstance(step, (FaultStep, VipFlapStep)) for where, step in steps if where.startswith("schedule")):
+        issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault (or VIP flap)",
                             "add a step such as {fault: crash, target: primary}"))
     return issues
 

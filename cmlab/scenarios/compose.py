@@ -18,7 +18,7 @@ from typing import Any
 
 from cmlab.scenarios import duration
 from cmlab.scenarios.schema import (FaultStep, FlipFlopStep, HealStep, OneOfStep, PrimaryInStep, RepeatStep,
-                                    SleepStep, SwitchoverStep, WaitStep)
+                                    SleepStep, SwitchoverStep, VipFlapStep, WaitStep)
 
 #: Upper bound on the steps one trial may unroll to (a repeat of repeats).
 MAX_STEPS = 10_000
@@ -28,7 +28,7 @@ MAX_STEPS = 10_000
 class Planned:
     """One concrete step.
 
-    :param verb: fault, heal, wait, sleep, switchover or primary-in.
+    :param verb: fault, vip-flap, heal, wait, sleep, switchover or primary-in.
     :param args: its arguments; durations in seconds (keys ending ``_s``).
     :param origin: where it comes from in the file (``schedule[3].steps[0]``).
     """
@@ -84,6 +84,9 @@ def _one(step: Any, env: Mapping[str, float], rng: random.Random, origin: str, o
         else:
             out.append(Planned("sleep", {"seconds": round(rng.uniform(0, 2 * _sec(step.stagger, env, origin)), 3)},
                                origin))
+    elif isinstance(step, VipFlapStep):
+        out.append(Planned("vip-flap", {"node": step.vip_flap, "vip": step.vip, "period_s": _sec(step.period, env, origin),
+                                        "duration_s": _sec(step.duration, env, origin)}, origin))
     elif isinstance(step, SwitchoverStep):
         out.append(Planned("switchover", {"target": step.switchover}, origin))
     elif isinstance(step, PrimaryInStep):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
-from cmlab.faults.nemesis import BUILDERS, Applied, Nemesis
+from cmlab.faults.nemesis import BUILDERS, Applied, Nemesis, VipFlap
 from cmlab.scenarios.compose import Planned
 from cmlab.topology.schema import Role
 from cmlab.wait import wait_for
@@ -77,7 +77,11 @@ class ScheduleRunner:
         self.time_limit_s = time_limit_s
         self.write_interval_s = write_interval_s
         self.last_fault: Applied | None = None
+        #: When the last fault (or VIP flap) took effect, monotonic seconds; waits' at-least counts from it.
+        self.t_effect: float | None = None
         self.faults_applied = 0
+        #: VIP churn running in the background (stopped by a heal or at the end).
+        self.flaps: list[VipFlap] = []
         self._vip_holders_at_start = lab.runtime.vip_holders(lab.plan) if lab.plan.vips else {}
 
     def run(self, steps: list[Planned]) -> list[dict[str, Any]]:
@@ -88,6 +92,13 @@ class ScheduleRunner:
         """
         timeline: list[dict[str, Any]] = []
         t_first = time.monotonic()
+        try:
+            self._run(steps, timeline, t_first)
+        finally:
+            self._stop_flaps()
+        return timeline
+
+    def _run(self, steps: list[Planned], timeline: list[dict[str, Any]], t_first: float) -> None:
         for step in steps:
             record: dict[str, Any] = {**step.to_json()}
             if self.time_limit_s is not None and time.monotonic() - t_first > self.time_limit_s:
@@ -105,7 +116,11 @@ class ScheduleRunner:
             record["t_end"] = time.monotonic()
             timeline.append(record)
             self.events.append("step", t=record["t_start"], **_event_fields(record))
-        return timeline
+
+    def _stop_flaps(self) -> list[int]:
+        toggles = [flap.stop() for flap in self.flaps]
+        self.flaps = []
+        return toggles
 
     # ---- the verbs ---------------------------------------------------------------------------
 
@@ -117,12 +132,21 @@ class ScheduleRunner:
         kwargs = {k: v for k, v in args.items() if k != "kind"}
         fault = BUILDERS[args["kind"]](self.nemesis, **kwargs)
         self.last_fault = self.nemesis.apply(fault)
+        self.t_effect = self.last_fault.t_effect
         self.faults_applied += 1
         return {"outcome": "applied", "fault": fault.to_record(), "t_effect": self.last_fault.t_effect}
 
+    def _vip_flap(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
+        flap = self.nemesis.start_vip_flap(args["vip"], args["node"], args["period_s"], args["duration_s"])
+        self.flaps.append(flap)
+        self.t_effect = time.monotonic()
+        self.faults_applied += 1
+        return {"outcome": "started", "t_effect": self.t_effect}
+
     def _heal(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
+        toggles = self._stop_flaps()
         undone = self.nemesis.heal()
-        return {"outcome": "healed", "keys": [f.key for f in undone]}
+        return {"outcome": "healed", "keys": [f.key for f in undone], **({"vip_flap_toggles": toggles} if toggles else {})}
 
     def _sleep(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
         time.sleep(args["seconds"])  # the scenario's own pause, bounded by its value
@@ -150,7 +174,7 @@ class ScheduleRunner:
 
     def _wait(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
         condition, poll_s = self._condition(args["until"])
-        since = self.last_fault.t_effect if self.last_fault else t_start
+        since = self.t_effect if self.t_effect is not None else t_start
         try:
             wait_for(lambda: condition(since) and time.monotonic() - since >= args["at_least_s"], bool,
                      args["deadline_s"], poll_s, f"{args['until']} (at least {args['at_least_s']} s)")

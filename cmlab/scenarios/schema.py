@@ -117,6 +117,20 @@ class SleepStep(_Step):
         return self
 
 
+class VipFlapStep(_Step):
+    """VIP churn in the background: the VIP toggled on ``node`` (a target
+    designating one node) every ``period`` seconds for ``duration`` seconds,
+    while the next steps run (``cmlab fault vip-flap``). A heal, or the end of
+    the schedule, stops it and leaves the VIP as it was."""
+
+    vip_flap: str = Field(alias="vip-flap")
+    vip: str | None = None
+    period: Duration = 0.5
+    duration: Duration
+
+    _durations = field_validator("period", "duration")(classmethod(lambda cls, v: _check_duration(v)))
+
+
 class SwitchoverStep(_Step):
     """Ask the manager for a switchover to the first database node of the
     target (a fault target: ``sync-standby``, ``az:az2``, ``pg2``) that is not
@@ -160,7 +174,7 @@ class FlipFlopStep(_Step):
 #: The verb key of each kind of step, and its model.
 VERBS: dict[str, type[_Step]] = {
     "fault": FaultStep, "heal": HealStep, "wait": WaitStep, "sleep": SleepStep, "stagger": SleepStep,
-    "switchover": SwitchoverStep, "primary-in": PrimaryInStep, "repeat": RepeatStep, "one-of": OneOfStep,
+    "vip-flap": VipFlapStep, "switchover": SwitchoverStep, "primary-in": PrimaryInStep, "repeat": RepeatStep, "one-of": OneOfStep,
     "flip-flop": FlipFlopStep,
 }
 _TAGS = {model: model.__name__ for model in VERBS.values()}

@@ -226,6 +226,16 @@ class StandInNemesis(Nemesis):
     def active(self):
         return self._active
 
+    def start_vip_flap(self, vip, node, period_s, duration_s):
+        nemesis = self
+        nemesis.log.append(("flap", f"{self._one(node)} every {period_s} s for {duration_s} s"))
+
+        class Flap:
+            def stop(self):
+                nemesis.log.append(("flap-stopped", ""))
+                return 3
+        return Flap()
+
 
 class StandInLab:
     def __init__(self, topology: str = "quickstart") -> None:
@@ -336,3 +346,11 @@ def test_the_sweep_plot_shows_each_settings_rto_and_bound():
         {"parameters": {"ttl": 10}, "rto_bound_s": 17.0, "summary": {"client_rto_s": rto}},
         {"parameters": {"ttl": 20}, "rto_bound_s": 27.0, "summary": {"client_rto_s": {"n": 0, "missing": 2}}}]}
     assert plot(doc)[:4] == b"\x89PNG"
+
+
+def test_vip_churn_runs_beside_the_next_steps_and_a_heal_stops_it():
+    timeline, nemesis, lab, _ = run_text("summary: x\nschedule:\n  - {vip-flap: primary, period: 0.1, duration: 5}\n"
+                                         "  - {sleep: 0.01}\n  - heal\n  - {vip-flap: primary, duration: 5}\n")
+    assert [kind for kind, _ in nemesis.log] == ["flap", "flap-stopped", "heal", "flap", "flap-stopped"]
+    assert nemesis.log[0][1] == f"{lab.primary} every 0.1 s for 5.0 s"
+    assert timeline[2]["vip_flap_toggles"] == [3] and timeline[0]["outcome"] == "started"

@@ -376,8 +376,8 @@ class Lab:
         :raises EngineError: the manager refused.
         :raises WaitTimeout: not done in time.
         """
-        self.settled_primary(self.timing.failover_s)
-        self.engine.switchover(self.plan, self.runtime.access(self.plan), candidate)
+        if self.settled_primary(self.timing.failover_s) != candidate:  # already there: nothing to ask
+            self.engine.switchover(self.plan, self.runtime.access(self.plan), candidate)
         status, _ = wait_for(self.status, lambda s: s.ready and s.primary == candidate, self.timing.start_s,
                              self.timing.poll_s, f"{candidate} as the ready primary", lambda s: s.not_ready or f"primary {s.primary}")
         return status

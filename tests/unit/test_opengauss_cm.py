@@ -20,7 +20,7 @@ from cmlab.engines.opengauss_cm.package import inspect, sha256_of
 from cmlab.engines.opengauss_cm.query import parse
 from cmlab.engines.opengauss_cm.show import parse_show
 from cmlab.engines.registry import default_registry
-from cmlab.errors import ImageBuildError, TopologyError
+from cmlab.errors import EngineError, ImageBuildError, TopologyError
 from cmlab.topology import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -348,3 +348,32 @@ def test_values_go_bare_and_what_cm_ctl_refuses_is_written_into_the_file():
     plan = load(ROOT / "topologies" / "opengauss-share-disk.yaml", default_registry())
     p = CmParameters.model_validate(plan.parameters)
     assert all("'" not in argv[5] for argv in config.set_commands(plan, p, "og1"))
+
+
+class RecordingAccess:
+    """Runs nothing: records each exec and answers with ``reply``."""
+
+    def __init__(self, reply: tuple[int, str] = (0, "switchover successfully.")) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.reply = reply
+
+    def running(self, node) -> bool:
+        return True
+
+    def exec(self, node, argv, user="root"):
+        self.calls.append((node.name, argv))
+        return self.reply
+
+
+def test_a_switchover_is_cm_ctl_switchover_of_the_candidates_dn_on_its_node():
+    plan = load(ROOT / "topologies" / "opengauss-3az.yaml", default_registry())
+    engine = OpenGaussCm()
+    access = RecordingAccess()
+    engine.switchover(plan, access, "og5")
+    node, argv = access.calls[0]
+    timeout = str(int(engine.timing(plan).failover_s))
+    assert node == "og5" and f"cm_ctl switchover -n 5 -D {config.DN_DIR} -t {timeout}" in argv[-1]
+    refused = RecordingAccess((255, 'cm_ctl: can not do switchover at current role'))
+    with pytest.raises(EngineError, match="can not do switchover at current role"):
+        engine.switchover(plan, refused, "og2")
+    assert len(refused.calls) == 1  # never retried on another node

@@ -295,6 +295,27 @@ class OpenGaussCm(Engine):
             last = out.strip()[-200:]
         raise EngineError(f"cm_ctl {' '.join(args)} failed on every node: {last}")
 
+    def switchover(self, plan: LabPlan, access: NodeAccess, candidate: str) -> None:
+        """``cm_ctl switchover -n NODEID -D DATADIR -t SECONDS`` for the
+        candidate's DN, run as omm on the candidate's node (reference
+        opengauss-cm.md §7: the only switchover form in a quorum cluster;
+        ``ctl_switchover.cpp``). cm_ctl waits for the switch itself, at most
+        the engine's failover time in seconds; once, never retried elsewhere.
+
+        :raises EngineError: not a database node, its node is not running, or
+            cm_ctl refused or timed out (its output in the message).
+        """
+        node = plan.node(candidate)
+        if not node.has(Role.database):
+            raise EngineError(f"{candidate} runs no DN: a switchover needs a database node")
+        if not access.running(node):
+            raise EngineError(f"{candidate} is not running")
+        seconds = str(int(self.timing(plan).failover_s))
+        code, out = access.exec(node, as_omm(["cm_ctl", "switchover", "-n", str(config.node_id(plan, candidate)),
+                                              "-D", config.DN_DIR, "-t", seconds]))
+        if code != 0:
+            raise EngineError(f"cm_ctl switchover to {candidate} failed (exit {code}): {out.strip()[-400:]}")
+
     def show(self, plan: LabPlan, access: NodeAccess) -> CmShow:
         """``cm_ctl show``: network and disk heartbeats as the CMS sees them,
         and which node holds each float IP (CM/src/cm_ctl/ctl_show.cpp).

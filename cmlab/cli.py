@@ -339,6 +339,16 @@ def delay(lab: str | None, seed: int | None, ms: float, jitter_ms: float, target
     _apply(lab, seed, lambda n: n.delay(target, ms, jitter_ms))
 
 
+@fault.command(name="gateway-loss")
+@LAB_OPTION
+@SEED_OPTION
+@click.argument("target")
+@_friendly
+def gateway_loss(lab: str | None, seed: int | None, target: str) -> None:
+    """Cut TARGET from the router's own addresses (the gateway CM's two-node mode pings), the router still forwarding."""
+    _apply(lab, seed, lambda n: n.gateway_loss(target))
+
+
 @fault.command(name="link-down")
 @LAB_OPTION
 @SEED_OPTION

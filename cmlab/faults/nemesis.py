@@ -35,7 +35,7 @@ from cmlab.faults import grudge as grudges
 from cmlab.faults import targets
 from cmlab.faults.base import Fault, FaultContext
 from cmlab.faults.host import require
-from cmlab.faults.network import (AzPartition, Bandwidth, Delay, LinkDown, Loss, Partition, delete_table,
+from cmlab.faults.network import (AzPartition, Bandwidth, Delay, GatewayLoss, LinkDown, Loss, Partition, delete_table,
                                   remove_host_qdiscs, remove_qdiscs, set_links)
 from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
 from cmlab.faults.process import Crash, Freeze, Kill, Pause, Restart, Stop
@@ -142,6 +142,10 @@ class Nemesis:
 
     def delay(self, target: str, ms: float, jitter_ms: float = 0) -> Delay:
         return Delay(self._nodes(target), ms, jitter_ms)
+
+    def gateway_loss(self, target: str) -> GatewayLoss:
+        """The nodes cut from the router's own addresses (the gateway), the router still forwarding."""
+        return GatewayLoss(self._nodes(target))
 
     def link_down(self, target: str) -> LinkDown:
         return LinkDown(self._nodes(target))
@@ -354,7 +358,7 @@ class Nemesis:
 #: step uses (the method's name with dashes); their keyword arguments are the
 #: step's other keys.
 BUILDERS: dict[str, Callable[..., Fault]] = {name.replace("_", "-"): getattr(Nemesis, name) for name in (
-    "isolate", "cut", "shape", "split_azs", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
+    "isolate", "cut", "shape", "split_azs", "gateway_loss", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
     "pause", "stop", "restart", "disk_readonly", "disk_detach", "disk_fill", "vip_remove", "vip_duplicate", "vip_garp")}
 
 

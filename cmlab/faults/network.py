@@ -155,6 +155,27 @@ class AzPartition(_ChainFault):
 
 
 @dataclass(frozen=True)
+class GatewayLoss(_ChainFault):
+    """The nodes drop every packet to or from the router's own addresses, while
+    the router still forwards between AZs: the peers still see each other, the
+    gateway they ping is gone (CM's two-node mode arbitrates through
+    ``third_party_gateway_ip``, the router here: reference opengauss-cm.md)."""
+
+    kind: ClassVar[str] = "gateway-loss"
+    nodes: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"gateway loss: {','.join(self.nodes)} cut from the router's own addresses"
+
+    def chains_by_node(self, ctx: FaultContext) -> dict[str, list[tuple[str, str, list[str]]]]:
+        routers = [str(a.router_address) for a in ctx.plan.azs if a.router_address is not None]
+        if not routers:
+            raise FaultError("the lab has one AZ: no router, and its only gateway is the host, which the probes use")
+        return {n: [("in", "input", [f"ip saddr {_set(routers)} drop"]),
+                    ("out", "output", [f"ip daddr {_set(routers)} drop"])] for n in self.nodes}
+
+
+@dataclass(frozen=True)
 class Loss(_ChainFault):
     """Drop a share of the packets the nodes send (egress), receive (ingress)
     or both, to ``peers`` only when given (nftables ``numgen random``).

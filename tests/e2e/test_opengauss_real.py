@@ -112,6 +112,6 @@ TWO_NODE_SLOW = pytest.mark.xfail(reason=(
     "node killed right after it had come back, no promotion within the fault window"), strict=False)
 
 
-@pytest.mark.parametrize("name", [pytest.param("kill-primary", marks=TWO_NODE_SLOW)])
+@pytest.mark.parametrize("name", [pytest.param("kill-primary", marks=TWO_NODE_SLOW), "gateway-loss"])
 def test_two_node_scenario_on_cm(cm_two_node_lab: Lab, name: str, tmp_path):
     measured(cm_two_node_lab, name, tmp_path)

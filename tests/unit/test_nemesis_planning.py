@@ -123,3 +123,20 @@ def test_bandwidth_takes_a_direction_and_refuses_others():
     assert Bandwidth(("pg1",), "1mbit").key != Bandwidth(("pg1",), "1mbit", direction="both").key
     with pytest.raises(FaultError, match="use egress, ingress or both"):
         Bandwidth(("pg1",), "1mbit", direction="sideways")
+
+
+def test_gateway_loss_drops_the_routers_own_addresses_both_ways_and_needs_a_router():
+    from cmlab.faults.network import GatewayLoss
+    from types import SimpleNamespace
+
+    plan = load(ROOT / "topologies" / "two-az.yaml", default_registry())
+    routers = sorted(str(a.router_address) for a in plan.azs)
+    chains = GatewayLoss(("pg1", "pg4")).chains_by_node(SimpleNamespace(plan=plan))
+    assert set(chains) == {"pg1", "pg4"}
+    (_, hook_in, rules_in), (_, hook_out, rules_out) = chains["pg1"]
+    assert (hook_in, hook_out) == ("input", "output")
+    assert all(r in rules_in[0] for r in routers) and rules_in[0].startswith("ip saddr")
+    assert all(r in rules_out[0] for r in routers) and rules_out[0].startswith("ip daddr")
+    one_az = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    with pytest.raises(FaultError, match="no router"):
+        GatewayLoss(("pg1",)).chains_by_node(SimpleNamespace(plan=one_az))

@@ -109,13 +109,13 @@ class ScheduleRunner:
             try:
                 record.update(self._do(step, record["t_start"]))
             except CmlabError as exc:
-                record.update(outcome=f"failed: {exc}", t_end=time.monotonic())
+                record["outcome"] = f"failed: {exc}"
+                raise
+            finally:  # a failed step is recorded too
+                record.setdefault("outcome", "failed")
+                record["t_end"] = time.monotonic()
                 timeline.append(record)
                 self.events.append("step", t=record["t_start"], **_event_fields(record))
-                raise
-            record["t_end"] = time.monotonic()
-            timeline.append(record)
-            self.events.append("step", t=record["t_start"], **_event_fields(record))
 
     def _stop_flaps(self) -> list[int]:
         toggles = [flap.stop() for flap in self.flaps]

@@ -34,10 +34,12 @@ from cmlab.progress import Progress, Quiet, log
 from cmlab.report import rerender as _rerender
 from cmlab.scenarios import SCENARIOS, Scenario
 from cmlab.scenarios import get as _get_scenario
-from cmlab.state import remove_lab_state
+from cmlab.state import remove_lab_state, save_plan, saved_labs, saved_plan
 from cmlab.runtime import disks
 from cmlab.runtime.client import connect
+from cmlab.probes.probeset import client_dsn
 from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
+from cmlab.runtime.hosts import ensure_swarm, ship_images
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
@@ -108,7 +110,7 @@ class Lab:
         self.plan = plan
         self.engine = engine
         self.client = client
-        self.runtime = DockerRuntime(client, owner)
+        self.runtime = DockerRuntime.for_plan(plan, client, owner)
         self.progress = progress or Quiet()
         #: Resolves the topology again against the subnets taken now (see up()).
         self._replan = replan
@@ -132,7 +134,6 @@ class Lab:
         """
         registry = registry or default_registry()
         client = connect()
-        runtime = DockerRuntime(client)
         data, positions = read_yaml_file(path)
         if isinstance(data, dict):
             data = {**data, **({"name": name} if name else {}), **({"engine": engine} if engine else {})}
@@ -143,10 +144,11 @@ class Lab:
         def replan(taken: list) -> LabPlan:
             return resolve.plan_data(data, str(path), positions, registry, taken)
 
-        # Resolve once without Docker's subnets to learn the lab's name, then
-        # against every subnet but the lab's own (so `up` twice is the same lab).
-        lab_name = replan([]).name
-        plan = replan(runtime.used_subnets(exclude_lab=lab_name))
+        # Resolve once without Docker's subnets to learn the lab's name (and
+        # hosts), then against every subnet but the lab's own (so `up` twice is
+        # the same lab).
+        first = replan([])
+        plan = replan(DockerRuntime.for_plan(first, client).used_subnets(exclude_lab=first.name))
         return cls(plan, registry.get(plan.engine), client, progress, owner, replan)
 
     @classmethod
@@ -157,7 +159,7 @@ class Lab:
         """
         registry = registry or default_registry()
         client = connect()
-        plan = DockerRuntime(client).read_plan(name)
+        plan = DockerRuntime(client).read_plan(name) or saved_plan(name)
         if plan is None:
             raise LabError(f"no lab '{name}' on this Docker engine (running labs: {', '.join(labs(client)) or 'none'})")
         return cls(plan, registry.get(plan.engine), client, progress)
@@ -176,12 +178,18 @@ class Lab:
         inputs = self.engine.build_inputs(self.plan)
         return ImageBuilder(self.client, self.progress).engine(self.engine.recipe, inputs).tag
 
-    def up(self, wait: bool = True) -> LabStatus | None:
+    def up(self, wait: bool = True, init_swarm: bool = False) -> LabStatus | None:
         """Create and start the lab, then wait until it is ready (one primary,
         healthy nodes, the VIP on the primary). Idempotent: a lab already up
         with the same plan is only waited for.
 
+        A lab across hosts first checks that its hosts form one swarm (see
+        :func:`cmlab.runtime.hosts.ensure_swarm`) and copies the images to the
+        hosts that lack them.
+
         :param wait: False: return once the containers run, without waiting.
+        :param init_swarm: make the first host a swarm manager and join the
+            others, where they are in no swarm.
         :returns: the ready lab's status (None when not waiting).
         :raises LabError: a lab of that name runs with another plan, or
             creation failed (what was created is removed).
@@ -190,6 +198,11 @@ class Lab:
         """
         image = self.build()
         router_image = ImageBuilder(self.client, self.progress).router().tag
+        helper_image = ImageBuilder(self.client, self.progress).helper().tag if self.plan.hosts else ""
+        if self.runtime.hosts is not None:
+            ensure_swarm(self.runtime.hosts, init_swarm, self.progress)
+            ship_images(self.runtime.hosts, self.runtime.hosts.names, [image, router_image, helper_image], self.progress)
+            save_plan(self.plan)  # `down` and `status` find the lab's hosts from here
         with network_lock():
             if self._replan is not None:
                 # Subnets are chosen under the lock, against what is taken now.
@@ -198,10 +211,10 @@ class Lab:
             if existing is not None and existing.digest != self.plan.digest:
                 raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
             containers = self.runtime.containers(self.plan.name)
-            wanted = len(self.plan.nodes) + (1 if self.plan.router else 0)
+            wanted = len(self.plan.nodes) + (1 if self.plan.router else 0) + sum(1 for a in self.plan.azs if a.access_address)
             complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
             if not complete:
-                self._create(image, router_image)
+                self._create(image, router_image, helper_image)
         if not wait:
             return None
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
@@ -232,7 +245,7 @@ class Lab:
                            f"`cmlab down {self.plan.name}` removes it")
         return self.status()
 
-    def _create(self, image: str, router_image: str) -> None:
+    def _create(self, image: str, router_image: str, helper_image: str = "") -> None:
         """Create and start every object of the lab; on failure remove what was made."""
         if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
             with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
@@ -244,12 +257,12 @@ class Lab:
                 self.runtime.create_disk_volumes(self.plan, devices)
                 self.runtime.create_networks(self.plan)
                 router = self.runtime.create_router(self.plan, router_image)
+                access = self.runtime.create_access(self.plan, helper_image, self.engine.client_ports(self.plan))
                 nodes = {
                     node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
                     for node in self.plan.nodes
                 }
-                if router is not None:
-                    self.runtime.start([router])
+                self.runtime.start(([router] if router is not None else []) + access)
                 for group in self.engine.start_groups(self.plan):
                     self.runtime.start([nodes[n.name] for n in group])
                 self.engine.after_start(self.plan, self.runtime.access(self.plan))
@@ -383,12 +396,13 @@ class Lab:
         return status
 
     def dsn(self, host: str) -> str:
-        """A libpq connection string to ``host`` (node name, node address or VIP address)."""
+        """A libpq connection string to ``host`` (node name, node address or VIP
+        address), pointed where cmlab reaches it (a published port across hosts)."""
         try:
             host = str(self.plan.node(host).address)
         except KeyError:
             pass
-        return self.engine.dsn(self.plan, host)
+        return client_dsn(self.engine, self.plan, self.runtime.access(self.plan), host)
 
     # ---- acting on nodes ----------------------------------------------------------------
 
@@ -411,8 +425,8 @@ class Lab:
 
 
 def labs(client: docker.DockerClient | None = None) -> list[str]:
-    """Names of the labs on this Docker engine."""
-    return DockerRuntime(client or connect()).labs()
+    """Names of the labs on this Docker engine, and of the labs across hosts started from here."""
+    return sorted(set(DockerRuntime(client or connect()).labs()) | set(saved_labs()))
 
 
 def down(name: str, client: docker.DockerClient | None = None) -> Removed:
@@ -420,8 +434,8 @@ def down(name: str, client: docker.DockerClient | None = None) -> Removed:
     ``cmlab.lab=<name>`` and the lab's state; works from labels alone, with no
     topology file. Safe to run twice."""
     client = client or connect()
-    runtime = DockerRuntime(client)
-    plan = runtime.read_plan(name)
+    plan = DockerRuntime(client).read_plan(name) or saved_plan(name)
+    runtime = DockerRuntime.for_plan(plan, client) if plan is not None else DockerRuntime(client)
     if plan is not None:
         try:
             Lab(plan, default_registry().get(plan.engine), client).nemesis().heal()
@@ -429,8 +443,14 @@ def down(name: str, client: docker.DockerClient | None = None) -> Removed:
             log.warning("lab %s: heal before down failed (%s); removing anyway", name, exc)
     removed = runtime.remove(name)
     detached = disks.detach(name)
-    remove_lab_state(name)
-    return Removed(removed.containers, removed.networks, removed.volumes, detached)
+    if removed.unreachable:
+        # Its objects may remain there: keep the plan, so that `down` can be run again.
+        for host, why in removed.unreachable.items():
+            log.warning("lab %s: host %s not reached, its objects of the lab are left there (%s); "
+                        "run `cmlab down %s` again once it answers", name, host, why, name)
+    else:
+        remove_lab_state(name)
+    return Removed(removed.containers, removed.networks, removed.volumes, detached, removed.unreachable)
 
 
 def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> list[str]:

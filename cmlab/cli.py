@@ -138,15 +138,17 @@ def build(progress: Progress, topology: str, assignments: tuple[str, ...]) -> No
 
 @main.command()
 @click.option("--no-wait", is_flag=True, help="Return once the containers run, without waiting for a ready cluster.")
+@click.option("--init-swarm", is_flag=True,
+              help="A lab across hosts: make the first host a swarm manager and join the others (where in no swarm).")
 @click.argument("topology", type=click.Path(dir_okay=False))
 @_SET
 @click.pass_obj
 @_friendly
-def up(progress: Progress, no_wait: bool, topology: str, assignments: tuple[str, ...]) -> None:
+def up(progress: Progress, no_wait: bool, init_swarm: bool, topology: str, assignments: tuple[str, ...]) -> None:
     """Bring a lab up from a topology file and wait until it is ready."""
     t0 = time.monotonic()
     lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
-    status = lab.up(wait=not no_wait)
+    status = lab.up(wait=not no_wait, init_swarm=init_swarm)
     if status is not None:
         _print_status(status)
     out.print(f"lab '{lab.plan.name}' is up in {time.monotonic() - t0:.1f} s; `cmlab down {lab.plan.name}` removes it")
@@ -163,6 +165,11 @@ def down(lab: str | None, all_labs: bool) -> None:
         removed = api.down(name)
         out.print(f"lab '{name}': removed {removed.containers} containers, {removed.networks} networks, "
                   f"{removed.volumes} volumes, {removed.loop_devices} loop devices")
+        for host, why in removed.unreachable.items():
+            out.print(f"[yellow]host {host} was not reached: the lab's objects there remain ({why}); "
+                      f"run `cmlab down {name}` again once it answers[/]")
+        if removed.unreachable:
+            raise SystemExit(1)
 
 
 @main.command()

@@ -415,3 +415,11 @@ class Engine(ABC):
     def dsn(self, plan: "LabPlan", host: str) -> str:
         """A libpq connection string for a client writing to ``host`` (a node
         address or a VIP)."""
+
+    def client_ports(self, plan: "LabPlan") -> tuple[int, ...]:
+        """The TCP ports of a node that cmlab itself connects to (its probes,
+        its readings): on a lab across hosts, each is published through the
+        AZ's access container. Default: the database port of :meth:`dsn`."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        return (int(conninfo_to_dict(self.dsn(plan, "0.0.0.0"))["port"]),)

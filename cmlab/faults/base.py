@@ -16,7 +16,6 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from docker.errors import NotFound
 from docker.models.containers import Container
 
 from cmlab.engines.base import Engine
@@ -41,11 +40,14 @@ class FaultContext:
 
     def container(self, node: str) -> Container:
         """The container of a node, or the router's when ``node`` is the router's name."""
-        name = self.plan.router if node == self.plan.router else self.plan.node(node).container
-        try:
-            return self.runtime.client.containers.get(name)
-        except NotFound:
-            raise FaultError(f"{node}: container {name} does not exist") from None
+        if node == self.plan.router:
+            host, name = self.plan.router_host, self.plan.router
+        else:
+            host, name = self.plan.node(node).host, self.plan.node(node).container
+        found = self.runtime.named(host, name)
+        if found is None:
+            raise FaultError(f"{node}: container {name} does not exist" + (f" on host {host}" if host else ""))
+        return found
 
     def netns(self, node: str) -> ContainerNetns:
         cached = self._netns.get(node)

@@ -36,6 +36,8 @@ RECIPE_FORMAT = "1"
 #: Longest time an image build may take, seconds.
 BUILD_TIMEOUT_S = 1800
 LABEL = "cmlab.image"
+#: The helper image's recipe (see :meth:`ImageBuilder.helper`).
+HELPER = ImageRecipe(name="helper", folder="helper")
 
 
 def images_dir() -> Path:
@@ -244,3 +246,8 @@ class ImageBuilder:
     def router(self) -> BuiltImage:
         """The AZ router runs the base image (it needs only the kernel's forwarding)."""
         return self.base()
+
+    def helper(self) -> BuiltImage:
+        """The base plus nftables (``images/helper``): labs across hosts run it
+        as each AZ's access container and as each host's fault helper."""
+        return self.engine(HELPER)

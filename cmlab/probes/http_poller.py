@@ -8,6 +8,8 @@ turn, each with the reading's deadline. Its samples are a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import errno
 import select
 import socket
@@ -27,16 +29,22 @@ class HttpPoller:
     """Takes ``reading`` every ``interval_s`` seconds when driven by a
     :class:`~cmlab.probes.loop.ProbeLoop`; a reading no endpoint answers is
     recorded as the reading's ``unanswered()`` value, or else as
-    ``"error: EngineError: <the reading's failure>"``."""
+    ``"error: EngineError: <the reading's failure>"``.
 
-    def __init__(self, name: str, reading: HttpReading, interval_s: float) -> None:
+    :param endpoint: where to connect for a node's ``(address, port)``
+        (:meth:`~cmlab.runtime.docker.DockerNodeAccess.endpoint`); default: there.
+    """
+
+    def __init__(self, name: str, reading: HttpReading, interval_s: float,
+                 endpoint: Callable[[str, int], tuple[str, int]] | None = None) -> None:
         self.name = name
         self.reading = reading
         self.interval_s = interval_s
         self.samples: list[Sample[Any]] = []
         self.cpu_s = 0.0  # it runs on the loop: the loop's CPU
         self.due = 0.0
-        self._addresses = [(str(node.address), port) for node, port in reading.endpoints]
+        where = endpoint or (lambda address, port: (address, port))
+        self._addresses = [where(str(node.address), port) for node, port in reading.endpoints]
         self._requests = [request(host, port, reading.path) for host, port in self._addresses]
         self._preferred = 0          # the endpoint that answered last
         self._sock: socket.socket | None = None

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from cmlab.engines.base import Engine, NodeState, Snapshot
 from cmlab.history import History, WriteRec
 from cmlab.probes.http_poller import HttpPoller
@@ -28,7 +30,7 @@ from cmlab.probes.loop import ProbeLoop, Task
 from cmlab.probes.observers import Poller, as_json, leader_observer, role_observer
 from cmlab.probes.vip_watch import VipWatch, vip_poller
 from cmlab.probes.writer import Writer
-from cmlab.runtime.docker import DockerRuntime
+from cmlab.runtime.docker import DockerNodeAccess, DockerRuntime
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.schema import Role
 
@@ -42,6 +44,17 @@ class Cadence:
     role_interval_s: float = 0.2
 
 
+def client_dsn(engine: Engine, plan: LabPlan, access: DockerNodeAccess, host: str) -> str:
+    """The engine's connection string for ``host`` (a node or VIP address),
+    pointed where cmlab reaches it (:meth:`DockerNodeAccess.endpoint`: itself on
+    one host, a published port across hosts)."""
+    dsn = engine.dsn(plan, host)
+    if not plan.hosts:
+        return dsn
+    at, port = access.endpoint(host, int(conninfo_to_dict(dsn)["port"]))
+    return make_conninfo(dsn, host=at, port=str(port))
+
+
 class ProbeSet:
     def __init__(self, plan: LabPlan, engine: Engine, runtime: DockerRuntime, cadence: Cadence = Cadence()) -> None:
         self.plan = plan
@@ -49,11 +62,11 @@ class ProbeSet:
         access = runtime.access(plan)
         targets = [(f"vip:{v.name}", str(v.address)) for v in plan.vips]
         targets += [(f"node:{n.name}", str(n.address)) for n in plan.nodes_with(Role.database)]
-        self.writers = [Writer(engine.dsn(plan, host), name, cadence.write_interval_s, create_table=False,
-                               node_identity=engine.node_identity_sql) for name, host in targets]
-        # As root the VIP holders are told by the nodes' kernels (a wake-up per
-        # change); otherwise asked of Docker in a thread.
-        self.vips: VipWatch | Poller[Any] = (VipWatch(plan, runtime) if os.geteuid() == 0
+        self.writers = [Writer(client_dsn(engine, plan, access, host), name, cadence.write_interval_s,
+                               create_table=False, node_identity=engine.node_identity_sql) for name, host in targets]
+        # As root on one host the VIP holders are told by the nodes' kernels (a
+        # wake-up per change); otherwise asked of Docker in a thread.
+        self.vips: VipWatch | Poller[Any] = (VipWatch(plan, runtime) if os.geteuid() == 0 and not plan.hosts
                                              else vip_poller(plan, runtime, cadence.fast_interval_s))
         #: The leader's cadence, seconds: the engine may not allow the probes' own.
         self.leader_interval_s = max(cadence.fast_interval_s, engine.min_reading_interval_s)
@@ -66,11 +79,11 @@ class ProbeSet:
             # One reading gives the leader and every role (CM's cm_ctl query).
             self.leader = Poller("cluster", snapshot, self.leader_interval_s)
         else:
-            self.leader = (HttpPoller("leader", reading, self.leader_interval_s) if reading is not None
+            self.leader = (HttpPoller("leader", reading, self.leader_interval_s, access.endpoint) if reading is not None
                            else leader_observer(engine, plan, access, self.leader_interval_s))
             for n in plan.nodes:
                 role = engine.role_reading(plan, n)
-                self.roles.append(HttpPoller(f"role-{n.name}", role, role_interval_s) if role is not None
+                self.roles.append(HttpPoller(f"role-{n.name}", role, role_interval_s, access.endpoint) if role is not None
                                   else role_observer(engine, plan, access, n.name, role_interval_s))
         self.role_interval_s = self.leader_interval_s if snapshot is not None else role_interval_s
         tasks: list[Task] = [*self.writers]

@@ -33,6 +33,32 @@ class AzPlan(_Plan):
     router_address: IPv4Address | None
     priority: int
     network: str
+    #: Overlay labs: the host the AZ's VIP and access container live on (its first node's).
+    host: str | None = None
+    #: Overlay labs: the address of the AZ's access container, through which
+    #: cmlab reaches the AZ (its published ports); None: cmlab is the gateway.
+    access_address: IPv4Address | None = None
+
+    @property
+    def clients_from(self) -> IPv4Address:
+        """The address cmlab's own clients (probes, readings) come from in this
+        AZ: the access container on an overlay, else the gateway (the host)."""
+        return self.access_address or self.gateway
+
+    @property
+    def access_container(self) -> str:
+        return f"{self.network}-access"
+
+
+class HostPlan(_Plan):
+    """A Docker host of a lab across hosts."""
+
+    name: str
+    #: unix://, tcp://, ssh:// URL or a ``docker context`` name.
+    endpoint: str
+    #: The host's address (Swarm advertise address; published ports are reached there).
+    address: str
+    tls_dir: str | None = None
 
 
 class NodePlan(_Plan):
@@ -41,6 +67,8 @@ class NodePlan(_Plan):
     roles: tuple[Role, ...]
     address: IPv4Address
     container: str
+    #: The host (of :attr:`LabPlan.hosts`) the container runs on; None: the local engine.
+    host: str | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -74,6 +102,23 @@ class LabPlan(_Plan):
     #: The router container's name when the lab has more than one AZ.
     router: str | None
     disks: tuple[DiskPlan, ...] = ()
+    #: Docker hosts of a lab across hosts; empty: the one local engine.
+    hosts: tuple[HostPlan, ...] = ()
+    #: The host of the router (and of the lab's access point); None: the local engine.
+    router_host: str | None = None
+    #: MTU of overlay AZ networks, bytes (None: bridge networks, Docker's default).
+    mtu: int | None = None
+
+    @property
+    def across_hosts(self) -> bool:
+        """Whether the lab's AZ networks are Swarm overlays (its containers on ``hosts``)."""
+        return self.network_driver == "overlay"
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"no host '{name}' in lab '{self.name}' (hosts: {', '.join(h.name for h in self.hosts) or 'none'})")
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``; raises ``KeyError`` naming the known nodes."""
@@ -118,11 +163,14 @@ class LabPlan(_Plan):
         """A topology document that resolves to this very plan (every subnet
         and address written out, the parameters with their defaults): what a
         run bundle carries so that a replay brings up the same lab."""
+        network: dict[str, Any] = {"driver": self.network_driver, **({"mtu": self.mtu} if self.mtu else {})}
+        hosts = [{"name": h.name, "endpoint": h.endpoint, "address": h.address,
+                  **({"tls_dir": h.tls_dir} if h.tls_dir else {})} for h in self.hosts]
         return {
-            "name": self.name, "engine": self.engine, "network": {"driver": self.network_driver},
+            "name": self.name, "engine": self.engine, "network": network, **({"hosts": hosts} if hosts else {}),
             "azs": [{"name": a.name, "subnet": str(a.subnet), "priority": a.priority} for a in self.azs],
-            "nodes": [{"name": n.name, "az": n.az, "roles": [r.value for r in n.roles], "address": str(n.address)}
-                      for n in self.nodes],
+            "nodes": [{"name": n.name, "az": n.az, "roles": [r.value for r in n.roles], "address": str(n.address),
+                       **({"host": n.host} if n.host else {})} for n in self.nodes],
             "vips": [{"name": v.name, "az": v.az, "address": str(v.address)} for v in self.vips],
             "disks": [{"name": d.name, "size_mb": d.size_mb, "kind": d.kind, "nodes": list(d.nodes), "path": d.path}
                       for d in self.disks],

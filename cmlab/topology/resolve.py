@@ -17,8 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from cmlab.errors import Issue, TopologyError
-from cmlab.topology.plan import AzPlan, DiskPlan, LabPlan, NodePlan, VipPlan, container_name, network_name, router_name
-from cmlab.topology.schema import NAME_HINT, Topology
+from cmlab.topology.plan import AzPlan, DiskPlan, HostPlan, LabPlan, NodePlan, VipPlan, container_name, network_name, router_name
+from cmlab.topology.schema import NAME_HINT, Role, Topology
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
 if TYPE_CHECKING:
@@ -119,9 +119,94 @@ def structural_issues(topo: Topology) -> list[Issue]:
         for j, node in enumerate(disk.nodes or []):
             if node not in node_names:
                 issues.append(Issue(f"disks[{i}].nodes[{j}]", f"unknown node '{node}'", f"use one of: {', '.join(sorted(node_names))}"))
-    if topo.network.driver == "overlay":
-        issues.append(Issue("network.driver", "the overlay driver is not supported yet", "use driver: bridge (one host)"))
+    issues += host_issues(topo)
     return issues
+
+
+#: The MTU of overlay AZ networks when the topology gives none, bytes: VXLAN's
+#: 50 bytes of headers taken from a host MTU of 1400 (common in clouds, and
+#: this project's CI machines).
+DEFAULT_OVERLAY_MTU = 1350
+#: Endpoint schemes the Docker SDK speaks; anything else must be a context name.
+ENDPOINT_SCHEMES = ("unix://", "tcp://", "ssh://")
+
+
+def endpoint_host(endpoint: str) -> str | None:
+    """The host name of a tcp:// or ssh:// endpoint (``ssh://root@h2:22`` -> ``h2``); None for others."""
+    for scheme in ("tcp://", "ssh://"):
+        if endpoint.startswith(scheme):
+            rest = endpoint[len(scheme):].split("/", 1)[0].rsplit("@", 1)[-1]
+            host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+            return host.strip("[]") or None
+    return None
+
+
+def host_issues(topo: Topology) -> list[Issue]:
+    """Rules of a lab across hosts: hosts only with overlay networks, every
+    placement names a known host, a loop-device disk stays on one host, and a
+    VIP's AZ stays on one host (see :func:`placement`)."""
+    issues: list[Issue] = []
+    overlay = topo.network.driver == "overlay"
+    if topo.hosts and not overlay:
+        issues.append(Issue("hosts", "hosts are listed but the AZ networks are bridges, which live on one host",
+                            "set `network: {driver: overlay}` (Docker Swarm across the hosts), or remove `hosts:`"))
+    if overlay and not topo.hosts:
+        issues.append(Issue("network.driver", "an overlay lab needs the Docker hosts it spans",
+                            "list them under `hosts:` (name and endpoint each), or use driver: bridge on one host"))
+    if topo.network.mtu is not None and not overlay:
+        issues.append(Issue("network.mtu", "mtu applies to overlay networks only", "remove it, or use driver: overlay"))
+    dup = _duplicates(h.name for h in topo.hosts)
+    for i, host in enumerate(topo.hosts):
+        where = f"hosts[{i}]"
+        if host.name in dup:
+            issues.append(Issue(f"{where}.name", f"name '{host.name}' is used twice", "give each host a unique name"))
+        scheme = next((s for s in ENDPOINT_SCHEMES if host.endpoint.startswith(s)), None)
+        if scheme is None and ("://" in host.endpoint or not host.endpoint.replace("-", "").replace("_", "").replace(".", "").isalnum()):
+            issues.append(Issue(f"{where}.endpoint", f"'{host.endpoint}' is neither a Docker endpoint URL nor a context name",
+                                "write unix:///var/run/docker.sock, tcp://HOST:2376, ssh://USER@HOST, or a `docker context ls` name"))
+        if host.address is None and endpoint_host(host.endpoint) is None:
+            issues.append(Issue(f"{where}.address", f"host '{host.name}' has no address (its endpoint names no host)",
+                                "give the host's IP address as the other hosts reach it"))
+        if host.tls_dir is not None and scheme != "tcp://":
+            issues.append(Issue(f"{where}.tls_dir", "tls_dir applies to tcp:// endpoints only", "remove it, or use tcp://"))
+    hosts = {h.name for h in topo.hosts}
+    for i, node in enumerate(topo.nodes):
+        if node.host is None:
+            continue
+        if not topo.hosts:
+            issues.append(Issue(f"nodes[{i}].host", "a node is placed on a host but the topology lists no hosts",
+                                "list the hosts under `hosts:` (with network driver overlay), or remove `host:`"))
+        elif node.host not in hosts:
+            issues.append(Issue(f"nodes[{i}].host", f"unknown host '{node.host}'", f"use one of: {', '.join(sorted(hosts))}"))
+    if issues or not topo.hosts:
+        return issues
+    where = placement(topo)
+    for i, disk in enumerate(topo.disks):
+        issues.append(Issue(f"disks[{i}]", "disks on a lab across hosts are not supported yet (the loop device "
+                            "would be made on the host cmlab runs on, not on the nodes' host)",
+                            "remove the disk, or run this lab on one host (driver: bridge)"))
+        on = sorted({where[n] for n in (disk.nodes or [x.name for x in topo.nodes]) if n in where})
+        if len(on) > 1:
+            issues.append(Issue(f"disks[{i}].nodes", f"disk '{disk.name}' is shared by nodes on hosts {', '.join(on)}, "
+                                "but a loop device exists on one host only",
+                                "place the disk's nodes on one host (`host:` on each), or list only nodes of one host"))
+    for i, vip in enumerate(topo.vips):
+        # Only a database node takes the VIP (it follows the primary).
+        on = sorted({where[n.name] for n in topo.nodes if n.az == vip.az and Role.database in n.roles})
+        if len(on) > 1:
+            issues.append(Issue(f"vips[{i}].az", f"AZ '{vip.az}' spans hosts {', '.join(on)}, and a VIP's gratuitous ARP "
+                                "does not cross hosts on an overlay network (Swarm answers ARP only for the addresses "
+                                "it assigned), so nodes on the other hosts would not reach the VIP",
+                                f"keep the database nodes of AZ '{vip.az}' on one host (drop `host:` from them, or name "
+                                "one host), or drop its VIP"))
+    return issues
+
+
+def placement(topo: Topology) -> dict[str, str]:
+    """Node name -> host name: a node's own ``host:``, else its AZ's host (the
+    AZs dealt over the hosts in order, one AZ a host while hosts last)."""
+    az_host = {a.name: topo.hosts[i % len(topo.hosts)].name for i, a in enumerate(topo.azs)}
+    return {n.name: n.host or az_host.get(n.az, topo.hosts[0].name) for n in topo.nodes}
 
 
 def _address_issues(topo: Topology, subnets: dict[str, IPv4Network]) -> list[Issue]:
@@ -129,6 +214,7 @@ def _address_issues(topo: Topology, subnets: dict[str, IPv4Network]) -> list[Iss
     issues: list[Issue] = []
     given = {a.name for a in topo.azs if a.subnet is not None}
     routed = len(subnets) > 1
+    overlay = topo.network.driver == "overlay"
     used: dict[IPv4Address, str] = {}
     items = [(f"nodes[{i}]", "", n.az, n.address) for i, n in enumerate(topo.nodes)]
     items += [(f"vips[{i}]", "VIP ", v.az, v.address) for i, v in enumerate(topo.vips)]
@@ -143,15 +229,18 @@ def _address_issues(topo: Topology, subnets: dict[str, IPv4Network]) -> list[Iss
                                 f"an address lives in its AZ's L2 network: pick one inside {subnet}"))
         elif address in used:
             issues.append(Issue(where, f"{what}{address} is the address of {used[address]}", "give each node and VIP its own address"))
-        elif address in _reserved(subnet, routed):
-            issues.append(Issue(where, f"{what}{address} is reserved (gateway or router)", "pick another address"))
+        elif address in _reserved(subnet, routed, overlay):
+            issues.append(Issue(where, f"{what}{address} is reserved (gateway, router or access container)", "pick another address"))
         used[address] = owner
     return issues
 
 
-def _reserved(subnet: IPv4Network, routed: bool) -> set[IPv4Address]:
+def _reserved(subnet: IPv4Network, routed: bool, overlay: bool = False) -> set[IPv4Address]:
+    """Addresses no node or VIP may take: the gateway (first), the router
+    (last, when there are several AZs) and, on an overlay, the AZ's access
+    container (last but one)."""
     hosts = list(subnet.hosts())
-    return {hosts[0], hosts[-1]} if routed else {hosts[0]}
+    return {hosts[0]} | ({hosts[-1]} if routed else set()) | ({hosts[-2]} if overlay else set())
 
 
 def _allocate(subnet: IPv4Network, start: int, taken: set[IPv4Address]) -> IPv4Address:
@@ -202,16 +291,21 @@ def plan(
         raise TopologyError(source, issues, positions)
 
     routed = len(topo.azs) > 1
+    overlay = topo.network.driver == "overlay"
+    where = placement(topo) if topo.hosts else {}
     azs = []
     for a in topo.azs:
         hosts = list(subnets[a.name].hosts())
+        first = next((n.name for n in topo.nodes if n.az == a.name), None)
         azs.append(AzPlan(
             name=a.name, subnet=subnets[a.name], gateway=hosts[0],
             router_address=hosts[-1] if routed else None, priority=a.priority,
             network=network_name(topo.name, a.name),
+            host=where.get(first) if first else (topo.hosts[0].name if topo.hosts else None),
+            access_address=hosts[-2] if overlay else None,
         ))
     taken_addr: dict[str, set[IPv4Address]] = {
-        a.name: _reserved(subnets[a.name], routed)
+        a.name: _reserved(subnets[a.name], routed, overlay)
         | {n.address for n in topo.nodes if n.az == a.name and n.address}
         | {v.address for v in topo.vips if v.az == a.name and v.address}
         for a in topo.azs
@@ -240,9 +334,15 @@ def plan(
         )
         for d in topo.disks
     )
+    hosts = tuple(HostPlan(name=h.name, endpoint=h.endpoint, address=h.address or endpoint_host(h.endpoint) or "",
+                           tls_dir=h.tls_dir) for h in topo.hosts)
+    if hosts:
+        nodes = tuple(n.model_copy(update={"host": where[n.name]}) for n in nodes)
     return LabPlan(
         name=topo.name, engine=topo.engine, parameters=params, network_driver=topo.network.driver,
         azs=tuple(azs), nodes=nodes, vips=vips, router=router_name(topo.name) if routed else None, disks=disks,
+        hosts=hosts, router_host=hosts[0].name if hosts else None,
+        mtu=(topo.network.mtu or DEFAULT_OVERLAY_MTU) if overlay else None,
     )
 
 

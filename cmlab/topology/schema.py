@@ -52,6 +52,30 @@ class NodeSpec(_Strict):
     az: Name
     roles: list[Role] = Field(default_factory=lambda: [Role.database, Role.quorum], min_length=1)
     address: IPv4Address | None = Field(default=None, description="static address; allocated in the AZ subnet when omitted")
+    host: Name | None = Field(
+        default=None, description="the host (of `hosts:`) the node's container runs on; default: its AZ's host "
+                                  "(AZs are spread over the hosts, one AZ a host where possible)")
+
+
+class HostSpec(_Strict):
+    """A Docker host of a lab across hosts (``network: {driver: overlay}``).
+
+    The hosts must form one Docker Swarm (``cmlab up --init-swarm`` makes one
+    of them), because AZ networks are Swarm's attachable overlay networks.
+    """
+
+    name: Name
+    endpoint: str = Field(
+        min_length=1,
+        description="how to reach the host's Docker Engine: unix:///path/docker.sock, tcp://HOST:2376 "
+                    "(TLS from tls_dir), ssh://USER@HOST, or the name of a `docker context`")
+    address: str | None = Field(
+        default=None,
+        description="the host's address as the other hosts and cmlab see it (Swarm's advertise address, and where "
+                    "cmlab reaches the lab's published ports); default: the endpoint's host name, required "
+                    "for unix:// and context endpoints")
+    tls_dir: str | None = Field(
+        default=None, description="for tcp://: a folder with ca.pem, cert.pem and key.pem (Docker's layout)")
 
 
 class VipSpec(_Strict):
@@ -83,6 +107,10 @@ class NetworkSpec(_Strict):
     driver: Literal["bridge", "overlay"] = Field(
         default="bridge", description="bridge: one host; overlay: Docker Swarm across hosts"
     )
+    mtu: int | None = Field(
+        default=None, ge=576, le=9000,
+        description="overlay only: the MTU of the AZ networks, in bytes; default: 1350 (VXLAN takes 50 bytes "
+                    "of a host's 1400, a common cloud MTU)")
 
 
 class Topology(_Strict):
@@ -91,6 +119,9 @@ class Topology(_Strict):
     name: Name = Field(description="the lab name; every resource carries the label cmlab.lab=<name>")
     engine: str = Field(default="postgres-patroni", description="the engine (cluster manager) the lab runs")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    hosts: list[HostSpec] = Field(
+        default_factory=list,
+        description="Docker hosts of a lab across hosts (network driver overlay); none: the local Docker Engine")
     azs: list[AzSpec] = Field(min_length=1)
     nodes: list[NodeSpec] = Field(min_length=1)
     vips: list[VipSpec] = Field(default_factory=list)

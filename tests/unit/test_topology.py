@@ -90,7 +90,10 @@ def test_two_azs_get_a_router_and_routes_through_it():
         (("name: t1", "name: t1\nengine: nosuch"), "engine", "unknown engine 'nosuch'"),
         (("name: t1", "name: t1\nparameters: {ttl: 6}"), "parameters.ttl", "exceeds ttl"),
         (("name: t1", "name: t1\nparameters: {tll: 30}"), "parameters.tll", "unknown parameter"),
-        (("name: t1", "name: t1\nnetwork: {driver: overlay}"), "network.driver", "not supported yet"),
+        (("name: t1", "name: t1\nnetwork: {driver: overlay}"), "network.driver", "needs the Docker hosts"),
+        (("name: t1", "name: t1\nhosts: [{name: h1, endpoint: 'ssh://root@h1'}]"), "hosts", "bridges, which live on one host"),
+        (("name: t1", "name: t1\nnetwork: {mtu: 1400}"), "network.mtu", "overlay networks only"),
+        (("  - {name: c, az: az1}", "  - {name: c, az: az1, host: h1}"), "nodes[2].host", "lists no hosts"),
     ],
 )
 def test_bad_topologies_are_rejected_with_place_and_fix(change, where, words):
@@ -168,3 +171,67 @@ def test_parameters_from_the_command_line_win_and_are_checked_as_if_written():
         load(ROOT / "topologies" / "quickstart.yaml", default_registry(), parameters={"bogus": 1})
     with pytest.raises(ValueError, match="write KEY=VALUE"):
         parse_assignments(["ttl"])
+
+
+HOSTS = """\
+name: t1
+network: {driver: overlay}
+hosts:
+  - {name: h1, endpoint: "ssh://root@10.0.0.1"}
+  - {name: h2, endpoint: "unix:///run/h2.sock", address: 10.0.0.2}
+  - {name: h3, endpoint: "tcp://h3.example:2376", tls_dir: /etc/certs}
+azs:
+  - {name: az1, subnet: 10.99.1.0/24}
+  - {name: az2, subnet: 10.99.2.0/24}
+nodes:
+  - {name: a, az: az1}
+  - {name: b, az: az1}
+  - {name: c, az: az2}
+  - {name: d, az: az2}
+  - {name: e, az: az2, roles: [quorum], host: h3}
+vips:
+  - {az: az1}
+  - {az: az2}
+"""
+
+
+def test_a_lab_across_hosts_places_each_az_on_a_host_and_reserves_the_access_address():
+    plan = plan_of(HOSTS)
+    assert [(n.name, n.host) for n in plan.nodes] == [("a", "h1"), ("b", "h1"), ("c", "h2"), ("d", "h2"), ("e", "h3")]
+    assert [h.address for h in plan.hosts] == ["10.0.0.1", "10.0.0.2", "h3.example"]
+    assert plan.router_host == "h1" and plan.mtu == 1350 and plan.across_hosts
+    az1, az2 = plan.azs
+    assert (az1.host, az2.host) == ("h1", "h2")
+    assert str(az1.access_address) == "10.99.1.253" and az1.clients_from == az1.access_address
+    assert all(n.address != az1.access_address for n in plan.nodes)
+    assert LabPlan.from_json(plan.to_json()) == plan
+    assert plan_of(yaml_dump(plan.to_topology())) == plan  # a bundle's topology brings back the same plan
+
+
+def yaml_dump(doc) -> str:
+    import yaml
+
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize(
+    "change, where, words",
+    [
+        (("  - {name: b, az: az1}", "  - {name: b, az: az1, host: h2}"), "vips[0].az", "gratuitous ARP does not cross hosts"),
+        (("  - {name: b, az: az1}", "  - {name: b, az: az1, host: h9}"), "nodes[1].host", "unknown host 'h9'"),
+        (('endpoint: "ssh://root@10.0.0.1"', 'endpoint: "ftp://x"'), "hosts[0].endpoint", "neither a Docker endpoint"),
+        ((', address: 10.0.0.2', ''), "hosts[1].address", "has no address"),
+        (('endpoint: "ssh://root@10.0.0.1"', 'endpoint: "ssh://root@10.0.0.1", tls_dir: /x'), "hosts[0].tls_dir", "tcp:// endpoints only"),
+        (("  - {name: h3,", "  - {name: h1,"), "hosts[2].name", "used twice"),
+        (("vips:", "disks:\n  - {name: vote, nodes: [a, c]}\nvips:"), "disks[0].nodes", "a loop device exists on one host only"),
+    ],
+)
+def test_bad_labs_across_hosts_are_rejected_with_place_and_fix(change, where, words):
+    err = error_of(HOSTS.replace(*change))
+    assert any(i.where == where and words in i.message for i in err.issues), str(err)
+    assert all(i.fix for i in err.issues if i.where == where), str(err)
+
+
+def test_a_quorum_only_node_may_sit_on_another_host_than_its_azs_vip():
+    plan = plan_of(HOSTS)
+    assert plan.node("e").host == "h3" and plan.az("az2").host == "h2"

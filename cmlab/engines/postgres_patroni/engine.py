@@ -116,6 +116,10 @@ class PostgresPatroni(Engine):
     def dsn(self, plan: LabPlan, host: str) -> str:
         return f"host={host} port={config.PG_PORT} user={config.SUPERUSER[0]} password={config.SUPERUSER[1]} dbname=postgres"
 
+    def client_ports(self, plan: LabPlan) -> tuple[int, ...]:
+        """PostgreSQL (probes), Patroni's REST API and etcd's client port (readings)."""
+        return (config.PG_PORT, config.REST_PORT, config.ETCD_CLIENT_PORT)
+
     def leader(self, plan: LabPlan, access: NodeAccess) -> str | None:
         """The value of the leader key ``/service/<scope>/leader`` (etcd v2),
         read from the first quorum member that answers; None when absent.

@@ -211,7 +211,8 @@ class Lab:
             if existing is not None and existing.digest != self.plan.digest:
                 raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
             containers = self.runtime.containers(self.plan.name)
-            wanted = len(self.plan.nodes) + (1 if self.plan.router else 0) + sum(1 for a in self.plan.azs if a.access_address)
+            wanted = (len(self.plan.nodes) + (1 if self.plan.router else 0)
+                      + sum(1 for a in self.plan.azs if a.access_address) + len(self.plan.hosts))
             complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
             if not complete:
                 self._create(image, router_image, helper_image)
@@ -258,6 +259,7 @@ class Lab:
                 self.runtime.create_networks(self.plan)
                 router = self.runtime.create_router(self.plan, router_image)
                 access = self.runtime.create_access(self.plan, helper_image, self.engine.client_ports(self.plan))
+                access += self.runtime.create_helpers(self.plan, helper_image)
                 nodes = {
                     node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
                     for node in self.plan.nodes

@@ -101,7 +101,7 @@ def capture_lab(lab: "Lab", dest: Path) -> Path:
         (dest / "events.jsonl").write_text(events.path.read_text())
     for c in lab.runtime.containers(lab.plan.name):
         _write(dest / f"{c.name}.log", c.logs(tail=2000).decode(errors="replace"))
-        if os.geteuid() == 0 and c.status == "running":
+        if os.geteuid() == 0 and c.status == "running" and not lab.plan.hosts:  # a remote PID is not ours
             with suppress(CmlabError):
                 ns = ContainerNetns(c)
                 nft = ns.run(["nft", "list", "ruleset"], check=False).stdout

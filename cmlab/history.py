@@ -24,6 +24,18 @@ from pathlib import Path
 from typing import Any
 
 
+#: Writers whose writes a client of the cluster makes: through each VIP, or,
+#: in a lab without VIPs, through the one that seeks the primary itself. The
+#: client metrics (RTO, outages, lost writes seen by clients) read these.
+CLIENT_WRITER_PREFIXES = ("vip:", "seek:")
+#: The name of the primary-seeking writer of a lab without VIPs.
+SEEKING_WRITER = "seek:primary"
+
+
+def is_client_writer(name: str) -> bool:
+    return name.startswith(CLIENT_WRITER_PREFIXES)
+
+
 @dataclass(frozen=True)
 class WriteRec:
     writer: str

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cmlab.history import History, WriteRec
+from cmlab.history import CLIENT_WRITER_PREFIXES, History, WriteRec, is_client_writer
 
 #: Gaps between VIP acknowledgements longer than this are listed as outages, seconds.
 OUTAGE_GAP_S = 0.2
@@ -29,7 +29,7 @@ def _first(items, pred):
     return next((x for x in items if pred(x)), None)
 
 
-def _acks(writes: list[WriteRec], prefix: str) -> list[WriteRec]:
+def _acks(writes: list[WriteRec], prefix: str | tuple[str, ...]) -> list[WriteRec]:
     return sorted((w for w in writes if w.writer.startswith(prefix) and w.acked is not None), key=lambda w: w.acked)
 
 
@@ -96,7 +96,7 @@ class TrialFacts:
     def vip_gaps(self) -> list[tuple[float, float]] | None:
         """Consecutive VIP acknowledgements from the last one before the fault
         to the end of the probes; None with no acknowledgement before the fault."""
-        acks = _acks(self.h.writes, "vip:")
+        acks = _acks(self.h.writes, CLIENT_WRITER_PREFIXES)
         before = [w.acked for w in acks if w.acked <= self.t_fault]
         if not before:
             return None
@@ -130,7 +130,7 @@ def _following(f: TrialFacts) -> float | None:
 
 
 def _first_failed_write(f: TrialFacts) -> float | None:
-    w = _first(f.h.writes, lambda w: w.writer.startswith("vip:") and w.sent >= f.t_fault and w.acked is None)
+    w = _first(f.h.writes, lambda w: is_client_writer(w.writer) and w.sent >= f.t_fault and w.acked is None)
     return f.since_fault(w.sent) if w else None
 
 
@@ -211,13 +211,14 @@ METRICS: list[Metric] = [
            "negative when the VIP manager moved it before the new primary acknowledged its first write",
            lambda f: f.vip_arrived - f.promoted.acked if f.vip_arrived is not None and f.promoted else None,
            summarised=True),
-    Metric("client_rto_s", "s", "the longest time without an acknowledged write through any VIP, from the last "
+    Metric("client_rto_s", "s", "the longest time without an acknowledged write of a client (through any VIP; "
+           "in a lab without VIPs, of the client that seeks the primary itself), from the last "
            "acknowledgement before the fault to the end of the probes (a second blip after the heal counts too)",
            _client_rto, summarised=True, column="RTO"),
     Metric("following_s", "s", "until the new primary reports every other database node streaming from it "
            "(after a heal, this includes the old primary rejoining)", _following, summarised=True, column="following"),
-    Metric("first_failed_write_s", "s", "the first failed write through a VIP after the fault", _first_failed_write),
-    Metric("outages", "list", f"every gap of over {OUTAGE_GAP_S} s between VIP acknowledgements: `start`, `end`, "
+    Metric("first_failed_write_s", "s", "the first failed write of a client (through a VIP, or seeking the primary) after the fault", _first_failed_write),
+    Metric("outages", "list", f"every gap of over {OUTAGE_GAP_S} s between a client's acknowledgements (VIP or seeking): `start`, `end`, "
            "`seconds`", _outages),
     Metric("availability", "ratio", "per node: the share of the writes made straight to it after the fault that "
            "were acknowledged", _availability),

@@ -11,6 +11,7 @@ ARP) is not ``reversible``: it is logged but never listed as active.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -49,11 +50,37 @@ class FaultContext:
             raise FaultError(f"{node}: container {name} does not exist" + (f" on host {host}" if host else ""))
         return found
 
+    def host_of(self, node: str) -> str | None:
+        """The host of a node or of the router (None: this machine's engine)."""
+        return self.plan.router_host if node == self.plan.router else self.plan.node(node).host
+
     def netns(self, node: str) -> ContainerNetns:
         cached = self._netns.get(node)
         if cached is None or not cached.current():
-            cached = self._netns[node] = ContainerNetns(self.container(node))
+            runner = self.runtime.runner(self.plan, self.host_of(node))
+            cached = self._netns[node] = ContainerNetns(self.container(node), runner)
         return cached
+
+    def signal(self, node: str, pids: list[int], sig: int) -> None:
+        """Send ``sig`` to host PIDs of ``node``'s container (gone ones skipped).
+
+        :raises FaultError: not allowed (not root), or the host's helper failed.
+        """
+        runner = self.runtime.runner(self.plan, self.host_of(node))
+        if runner is None:
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    continue
+                except PermissionError:
+                    raise FaultError("signalling a container's processes from the host needs root") from None
+            return
+        if pids:
+            # kill(1) goes on past a gone PID (and says so): only a refusal matters.
+            proc = runner(["kill", f"-{int(sig)}", *map(str, pids)])
+            if proc.returncode != 0 and "No such process" not in proc.stderr:
+                raise FaultError(f"{node}: kill -{int(sig)} failed on its host: {proc.stderr.strip()}")
 
     def address(self, node: str) -> str:
         return str(self.plan.node(node).address)

@@ -36,7 +36,7 @@ from cmlab.faults import targets
 from cmlab.faults.base import Fault, FaultContext
 from cmlab.faults.host import require
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, GatewayLoss, LinkDown, Loss, Partition, delete_table,
-                                  remove_host_qdiscs, remove_qdiscs, set_links)
+                                  host_peers, remove_host_qdiscs, remove_qdiscs, set_links)
 from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
 from cmlab.faults.process import Crash, Freeze, Kill, Pause, Restart, Stop
 from cmlab.faults.vip import VipDuplicate, VipGarp, VipRemove, holds, set_address, vip_of
@@ -286,8 +286,8 @@ class Nemesis:
             except FaultError:
                 return  # not running: nothing of ours in it
             for step in (lambda: delete_table(ns), lambda: remove_qdiscs(ns),
-                         lambda: remove_host_qdiscs([peer for _, _, peer in ns.interfaces() if peer]),
-                         lambda: set_links([peer for _, _, peer in ns.interfaces() if peer], "up")):
+                         lambda: remove_host_qdiscs(host_peers(ns)),
+                         lambda: set_links(host_peers(ns), "up")):
                 with suppress(FaultError):
                     step()
 

@@ -57,6 +57,19 @@ def delete_table(ns: ContainerNetns) -> None:
     ns.nft(f"add table {TABLE}\ndelete table {TABLE}\n")
 
 
+def host_peers(ns: ContainerNetns) -> list[int]:
+    """Indexes of the host-side ends of the namespace's veth links, in this
+    machine's root namespace.
+
+    :raises Unsupported: the container is on another host (its links' other
+        ends are there, and on an overlay inside the network's own namespace).
+    """
+    if ns.remote:
+        raise Unsupported(f"{ns.name} is on another host: faults on the host side of its links (ingress shaping, "
+                          "link down) are not supported across hosts yet")
+    return [peer for _, _, peer in ns.interfaces() if peer]
+
+
 def _each_node(by_node: dict[str, list[tuple[str, str, list[str]]]], fn: Callable[[str, list[tuple[str, str, list[str]]]], None]) -> None:
     """Run ``fn(node, specs)`` for every node in parallel; re-raise the first error."""
     with ThreadPoolExecutor(max_workers=max(1, len(by_node))) as pool:
@@ -124,7 +137,7 @@ class Partition(_ChainFault):
         for node, drops in self.grudge:
             addresses = [ctx.address(d) for d in drops]
             if self.clients:
-                addresses.append(str(ctx.plan.az(ctx.plan.node(node).az).gateway))
+                addresses.append(str(ctx.plan.az(ctx.plan.node(node).az).clients_from))
             out[node] = [("in", "input", [f"ip saddr {_set(addresses)} drop"])]
         return out
 
@@ -236,9 +249,8 @@ class _QdiscFault(Fault):
                         self._replace(ipr, node, kind, index, args)
             if "ingress" in self._directions:
                 with host_rtnl() as ipr:
-                    for _, _, peer in ns.interfaces():
-                        if peer:
-                            self._replace(ipr, node, kind, peer, args)
+                    for peer in host_peers(ns):
+                        self._replace(ipr, node, kind, peer, args)
 
     def _replace(self, ipr: Any, node: str, kind: str, index: int, args: dict) -> None:
         try:
@@ -253,7 +265,7 @@ class _QdiscFault(Fault):
             try:
                 ns = ctx.netns(node)
                 remove_qdiscs(ns)
-                remove_host_qdiscs([peer for _, _, peer in ns.interfaces() if peer])
+                remove_host_qdiscs(host_peers(ns))
             except FaultError:
                 continue
 
@@ -265,7 +277,7 @@ class _QdiscFault(Fault):
                 if "egress" in self._directions and not qdisc_kinds(ns).get(kind, False):
                     return False
                 if "ingress" in self._directions:
-                    peers = [peer for _, _, peer in ns.interfaces() if peer]
+                    peers = host_peers(ns)
                     with host_rtnl() as ipr:
                         ours = {q["index"] for q in ipr.get_qdiscs() if q["handle"] == QDISC_HANDLE and q.get_attr("TCA_KIND") == kind}
                     if not peers or not set(peers) <= ours:
@@ -367,7 +379,7 @@ class LinkDown(Fault):
         return f"link down on {','.join(self.nodes)}"
 
     def _peers(self, ctx: FaultContext) -> list[int]:
-        return [peer for n in self.nodes for _, _, peer in ctx.netns(n).interfaces() if peer]
+        return [peer for n in self.nodes for peer in host_peers(ctx.netns(n))]
 
     def apply(self, ctx: FaultContext) -> None:
         set_links(self._peers(ctx), "down")

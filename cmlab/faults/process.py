@@ -9,7 +9,6 @@ the engine ("database", "agent", "arbiter", "vip": see
 
 from __future__ import annotations
 
-import os
 import signal as signals
 from dataclasses import dataclass
 from typing import ClassVar
@@ -54,16 +53,6 @@ def process_name(ctx: FaultContext, process: str) -> str:
                      f"(duties: {', '.join(f'{k}={v}' for k, v in known.items())})")
 
 
-def _signal(pids: list[int], sig: signals.Signals) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            raise FaultError("signalling a container's processes from the host needs root") from None
-
-
 @dataclass(frozen=True)
 class Kill(Fault):
     """Send ``signal`` to the named process on each node: to its top process
@@ -88,7 +77,7 @@ class Kill(Fault):
             targets = [p.pid for p in procs if self.every or p.ppid not in pids]
             if not targets:
                 raise FaultError(f"{node}: no process '{name}' is running")
-            _signal(targets, sig)
+            ctx.signal(node, targets, sig)
 
 
 @dataclass(frozen=True)
@@ -112,12 +101,12 @@ class Freeze(Fault):
             pids = self._pids(ctx, node)
             if not pids:
                 raise FaultError(f"{node}: no process '{process_name(ctx, self.process)}' is running")
-            _signal(pids, signals.SIGSTOP)
+            ctx.signal(node, pids, signals.SIGSTOP)
 
     def undo(self, ctx: FaultContext) -> None:
         for node in self.nodes:
             try:
-                _signal(self._pids(ctx, node), signals.SIGCONT)
+                ctx.signal(node, self._pids(ctx, node), signals.SIGCONT)
             except FaultError:
                 continue
 

@@ -24,7 +24,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cmlab.engines.base import Engine, NodeState, Snapshot
-from cmlab.history import History, WriteRec
+from cmlab.history import SEEKING_WRITER, History, WriteRec
 from cmlab.probes.http_poller import HttpPoller
 from cmlab.probes.loop import ProbeLoop, Task
 from cmlab.probes.observers import Poller, as_json, leader_observer, role_observer
@@ -55,15 +55,29 @@ def client_dsn(engine: Engine, plan: LabPlan, access: DockerNodeAccess, host: st
     return make_conninfo(dsn, host=at, port=str(port))
 
 
+def seeking_dsn(engine: Engine, plan: LabPlan, access: DockerNodeAccess) -> str:
+    """A connection string listing every database node, with libpq's
+    ``target_session_attrs=read-write``: the client of a cluster without a VIP
+    tries each node in turn and keeps the one that accepts writes (as libpq,
+    JDBC and psycopg clients do with several hosts)."""
+    parts = [conninfo_to_dict(client_dsn(engine, plan, access, str(n.address))) for n in plan.nodes_with(Role.database)]
+    return make_conninfo(make_conninfo(**{k: v for k, v in parts[0].items() if k not in ("host", "port")}),
+                         host=",".join(str(p["host"]) for p in parts), port=",".join(str(p["port"]) for p in parts),
+                         target_session_attrs="read-write")
+
+
 class ProbeSet:
     def __init__(self, plan: LabPlan, engine: Engine, runtime: DockerRuntime, cadence: Cadence = Cadence()) -> None:
         self.plan = plan
         self.cadence = cadence
         access = runtime.access(plan)
-        targets = [(f"vip:{v.name}", str(v.address)) for v in plan.vips]
-        targets += [(f"node:{n.name}", str(n.address)) for n in plan.nodes_with(Role.database)]
-        self.writers = [Writer(client_dsn(engine, plan, access, host), name, cadence.write_interval_s,
-                               create_table=False, node_identity=engine.node_identity_sql) for name, host in targets]
+        targets = [(f"vip:{v.name}", client_dsn(engine, plan, access, str(v.address))) for v in plan.vips]
+        if not plan.vips:
+            targets.append((SEEKING_WRITER, seeking_dsn(engine, plan, access)))
+        targets += [(f"node:{n.name}", client_dsn(engine, plan, access, str(n.address)))
+                    for n in plan.nodes_with(Role.database)]
+        self.writers = [Writer(dsn, name, cadence.write_interval_s, create_table=False,
+                               node_identity=engine.node_identity_sql) for name, dsn in targets]
         # As root on one host the VIP holders are told by the nodes' kernels (a
         # wake-up per change); otherwise asked of Docker in a thread.
         self.vips: VipWatch | Poller[Any] = (VipWatch(plan, runtime) if os.geteuid() == 0 and not plan.hosts

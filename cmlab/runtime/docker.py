@@ -39,6 +39,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
 from cmlab.progress import log
+from cmlab.runtime.helper import HelperRunner, Runner, create_helper
 from cmlab.runtime.http import HttpGetter
 from cmlab.runtime.netns import ContainerNetns, local_addresses
 from cmlab.runtime import labels as L
@@ -364,6 +365,24 @@ class DockerRuntime:
                 networking_config={az.network: client.api.create_endpoint_config(ipv4_address=str(az.access_address))},
             ))
         return out
+
+    def create_helpers(self, plan: LabPlan, image: str) -> list[Container]:
+        """The fault helper container on each host of a lab across hosts
+        (:mod:`cmlab.runtime.helper`); none for a lab on one host."""
+        if self.hosts is None:
+            return []
+        return [create_helper(self.client_of(h.name), plan.name, h.name, image, self._labels(plan, "helper"))
+                for h in plan.hosts]
+
+    def runner(self, plan: LabPlan, host: str | None) -> "Runner | None":
+        """How to run a program on ``host`` for faults: None on this machine
+        (a lab on one host), else through the lab's helper there."""
+        if self.hosts is None or host is None:
+            return None
+        runners: dict[str, HelperRunner] = self.__dict__.setdefault("_runners", {})
+        if host not in runners:
+            runners[host] = HelperRunner(self.client_of(host), plan.name, host)
+        return runners[host]
 
     def start(self, containers: list[Container]) -> None:
         """Start containers (any host's), in parallel."""

@@ -111,14 +111,15 @@ class SwarmState:
 
     host: str
     state: str
-    cluster: str
+    #: The host's node ID in its swarm (empty when in none).
+    node_id: str
     manager: bool
     address: str
 
 
 def swarm_state(host: str, client: docker.DockerClient) -> SwarmState:
     info = client.info().get("Swarm") or {}
-    return SwarmState(host, info.get("LocalNodeState", "inactive"), (info.get("Cluster") or {}).get("ID", ""),
+    return SwarmState(host, info.get("LocalNodeState", "inactive"), info.get("NodeID", ""),
                       bool(info.get("ControlAvailable")), info.get("NodeAddr", ""))
 
 
@@ -144,10 +145,10 @@ def ensure_swarm(clients: HostClients, init: bool = False, progress: Progress | 
         raise LabError(f"host {first.name} ({first.endpoint}) is not a swarm manager (swarm: {states[0].state}); "
                        "overlay networks are made on the first host: run `cmlab up --init-swarm` to make one, or "
                        f"`docker swarm init --advertise-addr {first.address}` there")
-    cluster = states[0].cluster
     manager = clients.get(first.name)
+    members = {n.id for n in manager.nodes.list()}  # a worker knows its node ID, not its swarm's
     for i, (host, state) in enumerate(zip(clients.plan.hosts, states)):
-        if state.state == "active" and state.cluster == cluster:
+        if state.state == "active" and state.node_id in members:
             continue
         if state.state == "inactive" and init:
             token = manager.swarm.attrs["JoinTokens"]["Worker"]

@@ -3,43 +3,66 @@
 Faults are injected from the host (pyroute2 on ``/proc/<pid>/ns/net``, and
 the host's ``nft`` / ``arping`` run under ``nsenter --net``), so the images
 need neither the tools nor the capabilities. This needs root on the host.
+On a lab across hosts, a container of a remote host is entered by the lab's
+helper container there (:mod:`cmlab.runtime.helper`): commands work the same,
+netlink sockets (``rtnl``) only on this machine.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import socket
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING
 
 from docker.models.containers import Container
 from pyroute2 import IPRoute, NetNS
 
-from cmlab.errors import FaultError
+from cmlab.errors import FaultError, Unsupported
+
+if TYPE_CHECKING:
+    from cmlab.runtime.helper import Runner
 
 #: Longest a host command in a namespace may take, seconds.
 COMMAND_TIMEOUT_S = 10
 
 
 class ContainerNetns:
-    """The network namespace of ``container`` (which must be running or paused)."""
+    """The network namespace of ``container`` (which must be running or paused).
 
-    def __init__(self, container: Container) -> None:
+    :param runner: runs programs on the container's host; None: this machine.
+    """
+
+    def __init__(self, container: Container, runner: "Runner | None" = None) -> None:
         container.reload()
         pid = container.attrs["State"]["Pid"]
         if not pid:
             raise FaultError(f"{container.name} is not running: its network namespace cannot be entered")
         self.name = container.name
+        self.container = container
         self.container_id = container.id
         self.pid = pid
         self.path = f"/proc/{pid}/ns/net"
+        self.runner = runner
+
+    @property
+    def remote(self) -> bool:
+        return self.runner is not None
 
     def current(self) -> bool:
         """Whether the PID still belongs to the container (not restarted since)."""
+        if self.runner is not None:
+            try:
+                self.container.reload()
+            except Exception:  # noqa: BLE001 - gone, or its host does not answer
+                return False
+            return self.container.attrs["State"]["Pid"] == self.pid
         try:
             with open(f"/proc/{self.pid}/cgroup") as f:
                 return self.container_id in f.read()
@@ -48,7 +71,13 @@ class ContainerNetns:
 
     @contextmanager
     def rtnl(self) -> Iterator[NetNS]:
-        """A pyroute2 netlink socket inside the namespace."""
+        """A pyroute2 netlink socket inside the namespace.
+
+        :raises Unsupported: the container is on another host.
+        """
+        if self.runner is not None:
+            raise Unsupported(f"{self.name} is on another host: this fault works by netlink from cmlab's own host, "
+                              "which labs across hosts do not support yet (partitions, loss, kills and pauses do)")
         ns = NetNS(self.path)
         try:
             yield ns
@@ -60,8 +89,9 @@ class ContainerNetns:
 
         :raises FaultError: it failed (with ``check``), naming the command and its error.
         """
-        proc = subprocess.run(["nsenter", f"--net={self.path}", *argv], input=stdin, capture_output=True,
-                              text=True, timeout=COMMAND_TIMEOUT_S)
+        argv = ["nsenter", f"--net={self.path}", *argv]
+        proc = (self.runner(argv, stdin) if self.runner is not None else
+                subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S))
         if check and proc.returncode != 0:
             raise FaultError(f"{self.name}: {' '.join(argv)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
@@ -72,6 +102,9 @@ class ContainerNetns:
 
     def interfaces(self) -> list[tuple[int, str, int]]:
         """``(index, name, host-side peer index)`` of each veth in the namespace."""
+        if self.runner is not None:
+            links = json.loads(self.run(["ip", "-j", "link", "show"]).stdout or "[]")
+            return [(link["ifindex"], link["ifname"], link.get("link_index", 0)) for link in links if link["ifname"] != "lo"]
         out = []
         with self.rtnl() as ns:
             for link in ns.get_links():

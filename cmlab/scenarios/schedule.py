@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
+from cmlab.history import is_client_writer
 from cmlab.faults.nemesis import BUILDERS, Applied, Nemesis, VipFlap
 from cmlab.scenarios.compose import Planned
 from cmlab.topology.schema import Role
@@ -30,11 +31,12 @@ RECOVERED_FLOW_S = 0.5
 
 
 def writes_flowing(probes: "ProbeSet", since: float) -> bool:
-    """Writes through some VIP have been acknowledged for :data:`RECOVERED_FLOW_S`
-    seconds since ``since`` (monotonic seconds), none of them failing."""
+    """Writes of some client (through a VIP, or seeking the primary in a lab
+    without VIPs) have been acknowledged for :data:`RECOVERED_FLOW_S` seconds
+    since ``since`` (monotonic seconds), none of them failing."""
     now = time.monotonic()
     for w in probes.writers:
-        if not w.name.startswith("vip:"):
+        if not is_client_writer(w.name):
             continue
         recent = [x for x in w.writes[-200:] if x.sent >= max(since, now - RECOVERED_FLOW_S)]
         acked_after = any(x.acked is not None and x.acked > since for x in recent)

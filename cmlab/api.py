@@ -431,10 +431,15 @@ def labs(client: docker.DockerClient | None = None) -> list[str]:
     return sorted(set(DockerRuntime(client or connect()).labs()) | set(saved_labs()))
 
 
-def down(name: str, client: docker.DockerClient | None = None) -> Removed:
+def down(name: str, client: docker.DockerClient | None = None, forget: bool = False) -> Removed:
     """Heal the lab's faults, then remove every object labelled
     ``cmlab.lab=<name>`` and the lab's state; works from labels alone, with no
-    topology file. Safe to run twice."""
+    topology file. Safe to run twice.
+
+    A lab across hosts keeps its saved plan while one of its hosts cannot be
+    reached (:attr:`Removed.unreachable`), so that ``down`` can finish later;
+    ``forget``: drop it anyway (the host is gone for good, and so is what was on it).
+    """
     client = client or connect()
     plan = DockerRuntime(client).read_plan(name) or saved_plan(name)
     runtime = DockerRuntime.for_plan(plan, client) if plan is not None else DockerRuntime(client)
@@ -445,14 +450,14 @@ def down(name: str, client: docker.DockerClient | None = None) -> Removed:
             log.warning("lab %s: heal before down failed (%s); removing anyway", name, exc)
     removed = runtime.remove(name)
     detached = disks.detach(name)
-    if removed.unreachable:
+    if removed.unreachable and not forget:
         # Its objects may remain there: keep the plan, so that `down` can be run again.
         for host, why in removed.unreachable.items():
             log.warning("lab %s: host %s not reached, its objects of the lab are left there (%s); "
                         "run `cmlab down %s` again once it answers", name, host, why, name)
     else:
         remove_lab_state(name)
-    return Removed(removed.containers, removed.networks, removed.volumes, detached, removed.unreachable)
+    return Removed(removed.containers, removed.networks, removed.volumes, detached, removed.unreachable, removed.left)
 
 
 def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> list[str]:

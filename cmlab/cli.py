@@ -157,18 +157,23 @@ def up(progress: Progress, no_wait: bool, init_swarm: bool, topology: str, assig
 @main.command()
 @click.argument("lab", required=False)
 @click.option("--all", "all_labs", is_flag=True, help="Remove every lab on this Docker engine.")
+@click.option("--forget", is_flag=True,
+              help="A lab across hosts: forget it even if a host cannot be reached (the host is gone for good).")
 @_friendly
-def down(lab: str | None, all_labs: bool) -> None:
+def down(lab: str | None, all_labs: bool, forget: bool) -> None:
     """Remove a lab (by name or topology file); safe to run twice."""
     names = api.labs() if all_labs else [_lab_name(lab)]
     for name in names:
-        removed = api.down(name)
+        removed = api.down(name, forget=forget)
         out.print(f"lab '{name}': removed {removed.containers} containers, {removed.networks} networks, "
                   f"{removed.volumes} volumes, {removed.loop_devices} loop devices")
         for host, why in removed.unreachable.items():
             out.print(f"[yellow]host {host} was not reached: the lab's objects there remain ({why}); "
-                      f"run `cmlab down {name}` again once it answers[/]")
-        if removed.unreachable:
+                      f"run `cmlab down {name}` again once it answers"
+                      + (" (the lab is forgotten)" if forget else f", or `cmlab down --forget {name}` if it is gone") + "[/]")
+        for what in removed.left:
+            out.print(f"[yellow]left: {what}[/]")
+        if removed.unreachable and not forget:
             raise SystemExit(1)
 
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from docker.models.containers import Container
 
 from cmlab.engines.base import Engine
-from cmlab.errors import FaultError
+from cmlab.errors import FaultError, LabError
 from cmlab.runtime.netns import ContainerNetns
 from cmlab.runtime.docker import DockerRuntime
 from cmlab.topology.plan import LabPlan
@@ -45,7 +45,10 @@ class FaultContext:
             host, name = self.plan.router_host, self.plan.router
         else:
             host, name = self.plan.node(node).host, self.plan.node(node).container
-        found = self.runtime.named(host, name)
+        try:
+            found = self.runtime.named(host, name)
+        except LabError as exc:  # its host does not answer: as gone, for the faults
+            raise FaultError(str(exc)) from None
         if found is None:
             raise FaultError(f"{node}: container {name} does not exist" + (f" on host {host}" if host else ""))
         return found

@@ -55,15 +55,13 @@ def client_dsn(engine: Engine, plan: LabPlan, access: DockerNodeAccess, host: st
     return make_conninfo(dsn, host=at, port=str(port))
 
 
-def seeking_dsn(engine: Engine, plan: LabPlan, access: DockerNodeAccess) -> str:
-    """A connection string listing every database node, with libpq's
+def seeking_dsns(engine: Engine, plan: LabPlan, access: DockerNodeAccess) -> list[str]:
+    """One connection string per database node, each with libpq's
     ``target_session_attrs=read-write``: the client of a cluster without a VIP
-    tries each node in turn and keeps the one that accepts writes (as libpq,
-    JDBC and psycopg clients do with several hosts)."""
-    parts = [conninfo_to_dict(client_dsn(engine, plan, access, str(n.address))) for n in plan.nodes_with(Role.database)]
-    return make_conninfo(make_conninfo(**{k: v for k, v in parts[0].items() if k not in ("host", "port")}),
-                         host=",".join(str(p["host"]) for p in parts), port=",".join(str(p["port"]) for p in parts),
-                         target_session_attrs="read-write")
+    tries them in turn and keeps the one that accepts writes (as libpq, JDBC
+    and psycopg clients given several hosts do)."""
+    return [make_conninfo(client_dsn(engine, plan, access, str(n.address)), target_session_attrs="read-write")
+            for n in plan.nodes_with(Role.database)]
 
 
 class ProbeSet:
@@ -71,9 +69,10 @@ class ProbeSet:
         self.plan = plan
         self.cadence = cadence
         access = runtime.access(plan)
-        targets = [(f"vip:{v.name}", client_dsn(engine, plan, access, str(v.address))) for v in plan.vips]
+        targets: list[tuple[str, str | list[str]]] = [
+            (f"vip:{v.name}", client_dsn(engine, plan, access, str(v.address))) for v in plan.vips]
         if not plan.vips:
-            targets.append((SEEKING_WRITER, seeking_dsn(engine, plan, access)))
+            targets.append((SEEKING_WRITER, seeking_dsns(engine, plan, access)))
         targets += [(f"node:{n.name}", client_dsn(engine, plan, access, str(n.address)))
                     for n in plan.nodes_with(Role.database)]
         self.writers = [Writer(dsn, name, cadence.write_interval_s, create_table=False,

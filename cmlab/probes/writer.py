@@ -25,6 +25,8 @@ measurement's resolution, reference postgres-patroni.md §9):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import enum
 import select
 from dataclasses import dataclass
@@ -81,7 +83,12 @@ class Writer:
     Driven by a :class:`~cmlab.probes.loop.ProbeLoop` (``with Writer(...)``
     runs one of its own); its record is :attr:`writes`.
 
-    :param dsn: libpq connection string (e.g. to the VIP).
+    :param dsn: libpq connection string (e.g. to the VIP), or several: a
+        client that seeks the primary, trying them in turn (each with
+        ``target_session_attrs=read-write``) and moving on from one whose
+        login fails or times out. One connection string a login (not libpq's
+        own multi-host list): the TCP deadline must move to the next host,
+        not restart at the first.
     :param name: the writer's name, stored with each row.
     :param interval_s: cadence, seconds (the issue asks for <= 0.05).
     :param connect_timeout_s: deadline of a whole login, seconds.
@@ -91,7 +98,7 @@ class Writer:
     :param node_identity: SQL expression naming the server (the engine's).
     """
 
-    def __init__(self, dsn: str, name: str = "w1", interval_s: float = 0.02,
+    def __init__(self, dsn: str | Sequence[str], name: str = "w1", interval_s: float = 0.02,
                  connect_timeout_s: float = 2.0, tcp_connect_s: float = 0.25, op_timeout_s: float = 1.0,
                  create_table: bool = True, node_identity: str = NODE_IDENTITY) -> None:
         self.dsn = dsn
@@ -102,10 +109,11 @@ class Writer:
         self.op_timeout_s = op_timeout_s
         self.create_table = create_table
         self._insert = insert_sql(node_identity).encode()
-        self._conninfo = make_conninfo(
-            dsn, connect_timeout=max(2, int(connect_timeout_s + 0.999)), tcp_user_timeout=1000,
+        self._conninfos = [make_conninfo(
+            one, connect_timeout=max(2, int(connect_timeout_s + 0.999)), tcp_user_timeout=1000,
             keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
-            application_name=f"cmlab-writer-{name}").encode()
+            application_name=f"cmlab-writer-{name}").encode() for one in ([dsn] if isinstance(dsn, str) else dsn)]
+        self._at = 0  # the connection string of the next login
         self._name_param = name.encode()
         self.writes: list[Write] = []
         self._loop: ProbeLoop | None = None
@@ -244,7 +252,7 @@ class Writer:
 
     def _connect(self, now: float) -> None:
         self._started = now
-        self._pg = pq.PGconn.connect_start(self._conninfo)
+        self._pg = pq.PGconn.connect_start(self._conninfos[self._at])
         if self._pg.status == pq.ConnStatus.BAD:
             self._fail(now, _message(self._pg, "connection failed"), unknown=False)
             return
@@ -305,6 +313,8 @@ class Writer:
         self._next(now)
 
     def _fail(self, now: float, error: str, unknown: bool) -> None:
+        if self._state is _State.connecting or self._state is _State.closed:  # this host would not take us: the next one
+            self._at = (self._at + 1) % len(self._conninfos)
         self.writes.append(Write(self._seq, self._sent, None, error=error[:200], unknown=unknown))
         self.close()
         self._next(now)

@@ -66,6 +66,9 @@ class Removed:
     volumes: int
     loop_devices: int = 0
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: Objects that could not be removed, each with why (a swarm network still
+    #: attached on an unreachable host).
+    left: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -410,16 +413,24 @@ class DockerRuntime:
         with ThreadPoolExecutor(max_workers=8) as pool:
             containers = sum(pool.map(rm_container, self.containers(lab)))
         networks = volumes = 0
+        left = []
+        manager = None if self.hosts is None or self.hosts.names[0] in unreachable else self.hosts.manager
         for client in clients:
             for net in client.networks.list(filters=L.lab_filter(lab)):
+                if net.attrs.get("Scope") == "swarm" and client is not manager:
+                    continue  # a worker shows a swarm's overlay but only a manager removes it
                 try:
                     net.remove()
                     networks += 1
                 except NotFound:
                     pass
                 except APIError as exc:
-                    if exc.status_code != 404 and "not found" not in str(exc).lower():
+                    if not unreachable or "in use" not in str(exc):
                         raise
+                    # The swarm keeps an overlay while a host it cannot reach has a container on it.
+                    left.append(f"network {net.name}: still attached on {', '.join(sorted(unreachable))} "
+                                "(`cmlab down` again once it answers; if it is gone for good, `docker node rm "
+                                "--force` it on the manager first)")
         for client in clients:
             for vol in client.volumes.list(filters=L.lab_filter(lab)):
                 try:
@@ -427,7 +438,7 @@ class DockerRuntime:
                     volumes += 1
                 except NotFound:
                     pass
-        return Removed(containers, networks, volumes, unreachable=unreachable)
+        return Removed(containers, networks, volumes, unreachable=unreachable, left=left)
 
     def leftovers(self, lab: str | None = None) -> dict[str, list[str]]:
         """Names of objects still labelled ``cmlab.lab`` (of ``lab``, or of any

@@ -182,6 +182,17 @@ class SimulatedHosts:
         """Kill a host's container (the machine is lost, with everything on it)."""
         self.client.containers.get(f"{self.prefix}-{host}").kill()
 
+    def start(self, host: str) -> SimulatedHost:
+        """Start a killed host again and wait for its Docker Engine (its
+        containers stay stopped, as on a machine that rebooted).
+
+        :raises LabError: its engine did not answer within :data:`DOCKERD_START_S` seconds.
+        """
+        self.client.containers.get(f"{self.prefix}-{host}").start()
+        found = next(h for h in self.hosts() if h.name == host)
+        self._wait_dockerd(found)
+        return found
+
     def down(self) -> dict[str, int]:
         """Remove every object of the set (containers, volumes, network, socket
         folders). Safe to run twice. Returns counts by kind."""

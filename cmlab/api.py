@@ -39,7 +39,7 @@ from cmlab.runtime import disks
 from cmlab.runtime.client import connect
 from cmlab.probes.probeset import client_dsn
 from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
-from cmlab.runtime.hosts import ensure_swarm, ship_images
+from cmlab.runtime.hosts import ensure_swarm, host_report, ship_images
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
@@ -558,5 +558,19 @@ def host_capabilities() -> dict[str, Capability]:
     return capabilities()
 
 
-__all__ = ["Lab", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
-           "host_capabilities", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep"]
+def hosts_report(lab_or_topology: str) -> dict[str, list[Capability]]:
+    """What each host of a lab across hosts can do (``cmlab doctor LAB``):
+    host -> capabilities (engine, swarm, and the faults' kernel features,
+    probed through the lab's helper there when the lab is up). Empty for a
+    lab on one host (:func:`host_capabilities` covers it).
+
+    :param lab_or_topology: a running lab's name, or a topology file.
+    """
+    lab = Lab.from_topology(lab_or_topology) if Path(lab_or_topology).is_file() else Lab.attach(lab_or_topology)
+    if lab.runtime.hosts is None:
+        return {}
+    return host_report(lab.runtime.hosts, lambda host: lab.runtime.runner(lab.plan, host))
+
+
+__all__ = ["Lab", "connect", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
+           "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep"]

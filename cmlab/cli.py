@@ -258,6 +258,40 @@ SEED_OPTION = click.option("--seed", type=int, help="Seed of random choices (one
 
 
 @main.group()
+def hosts() -> None:
+    """Docker hosts simulated on this machine (containers running Debian's
+    Docker Engine), to try a lab across hosts (topologies/*-across-hosts.yaml)."""
+
+
+@hosts.command(name="up")
+@click.option("--name", default="sim", show_default=True, help="The set's name (sockets under /run/cmlab-hosts/NAME).")
+@click.option("-n", "--count", default=3, show_default=True, help="How many hosts (h1 .. hN).")
+@click.pass_obj
+@_friendly
+def hosts_up(progress: Progress, name: str, count: int) -> None:
+    """Start the simulated hosts and print them as a topology's `hosts:`."""
+    from cmlab.runtime.simhosts import SimulatedHosts
+
+    made = SimulatedHosts(api.connect(), name, count, progress).up()
+    out.print("hosts:")
+    for h in made:
+        out.print(f'  - {{name: {h.name}, endpoint: "{h.endpoint}", address: {h.address}}}', highlight=False)
+    out.print(f"`cmlab up --init-swarm FILE` joins them into one swarm; `cmlab hosts down --name {name}` removes them")
+
+
+@hosts.command(name="down")
+@click.option("--name", default="sim", show_default=True)
+@_friendly
+def hosts_down(name: str) -> None:
+    """Remove the simulated hosts (and every lab object on them)."""
+    from cmlab.runtime.simhosts import SimulatedHosts
+
+    removed = SimulatedHosts(api.connect(), name).down()
+    out.print(f"hosts '{name}': removed {removed['containers']} containers, {removed['volumes']} volumes, "
+              f"{removed['networks']} networks")
+
+
+@main.group()
 def fault() -> None:
     """Apply a fault. Targets: node names, az:<name>, primary, standbys,
     sync-standby, arbiter-leader, databases, arbiters, all, one, minority,
@@ -619,15 +653,21 @@ def _print_run(doc: dict[str, Any]) -> None:
 
 
 @main.command()
+@click.argument("lab", required=False)
 @_friendly
-def doctor() -> None:
-    """What this host can do, and so which faults are available."""
-    table = Table(title="cmlab doctor")
-    for col in ("capability", "", "detail", "enables"):
-        table.add_column(col)
-    for c in api.host_capabilities().values():
-        table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, c.enables)
-    out.print(table)
+def doctor(lab: str | None) -> None:
+    """What this host can do, and so which faults are available; with LAB (a
+    lab across hosts, by name or topology file), each of its hosts too."""
+    tables = {"cmlab doctor": list(api.host_capabilities().values())}
+    if lab:
+        tables.update({f"host {host}": caps for host, caps in api.hosts_report(lab).items()})
+    for title, caps in tables.items():
+        table = Table(title=title)
+        for col in ("capability", "", "detail", "enables"):
+            table.add_column(col)
+        for c in caps:
+            table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, c.enables)
+        out.print(table)
 
 
 if __name__ == "__main__":

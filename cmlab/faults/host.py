@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,43 @@ class Capability:
 
 def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=20)
+
+
+#: An nftables script using what partitions and loss use (numgen), made and deleted.
+NFT_PROBE = ("add table inet cmlab_probe\n"
+             "add chain inet cmlab_probe c { type filter hook output priority 0 ; }\n"
+             "add rule inet cmlab_probe c numgen random mod 100 < 1 drop\n"
+             "delete table inet cmlab_probe\n")
+#: The same probes as :func:`_scratch_netns_probe`, as one shell script for a
+#: remote host's helper: in a throwaway network namespace (``unshare --net``),
+#: gone when the script ends. Prints ``<name> ok|no <detail>`` per line.
+REMOTE_PROBE = f"""unshare --net sh -c '
+ip link set lo up
+printf %s "{NFT_PROBE}" | nft -f - 2>/tmp/e && echo "nft ok nftables with numgen works" || echo "nft no $(cat /tmp/e)"
+tc qdisc add dev lo root handle c1ab: tbf rate 1mbit burst 32768 latency 100ms 2>/tmp/e && echo "tbf ok kernel qdisc present" \
+  && tc qdisc del dev lo root || echo "tbf no the kernel has no tbf qdisc: $(cat /tmp/e)"
+tc qdisc add dev lo root handle c1ab: netem delay 1ms 2>/tmp/e && echo "netem ok kernel qdisc present" \
+  && tc qdisc del dev lo root || echo "netem no the kernel has no netem qdisc: $(cat /tmp/e)"
+'"""
+
+
+def remote_probe(runner: Callable[[list[str]], subprocess.CompletedProcess]) -> dict[str, tuple[bool, str]]:
+    """nft, tbf and netem probed on a remote host, through its helper (see
+    :data:`REMOTE_PROBE`); ``name -> (ok, detail)``."""
+    proc = runner(["sh", "-c", REMOTE_PROBE])
+    out = {}
+    for line in proc.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        verdict, _, detail = rest.partition(" ")
+        if name in ("nft", "tbf", "netem"):
+            out[name] = (verdict == "ok", detail.strip())
+    for name in ("nft", "tbf", "netem"):
+        out.setdefault(name, (False, f"the probe did not run: {proc.stderr.strip() or proc.stdout.strip()}"))
+    return out
+
+
+#: What each probed kernel feature enables.
+PROBED = (("nft", "partitions and packet loss"), ("tbf", "bandwidth limits"), ("netem", "delay and jitter"))
 
 
 def _scratch_netns_probe() -> dict[str, tuple[bool, str]]:
@@ -58,11 +96,7 @@ def _scratch_netns_probe() -> dict[str, tuple[bool, str]]:
         finally:
             ns.close()
         if shutil.which("nft"):
-            script = ("add table inet cmlab_probe\n"
-                      "add chain inet cmlab_probe c { type filter hook output priority 0 ; }\n"
-                      "add rule inet cmlab_probe c numgen random mod 100 < 1 drop\n"
-                      "delete table inet cmlab_probe\n")
-            proc = _run(["ip", "netns", "exec", name, "nft", "-f", "-"], stdin=script)
+            proc = _run(["ip", "netns", "exec", name, "nft", "-f", "-"], stdin=NFT_PROBE)
             out["nft"] = (proc.returncode == 0, "nftables with numgen works" if proc.returncode == 0 else proc.stderr.strip())
         else:
             out["nft"] = (False, "the nft command is missing (apt-get install nftables)")
@@ -96,7 +130,7 @@ def capabilities() -> dict[str, Capability]:
         probed = _scratch_netns_probe()
     else:
         probed = {k: (False, "needs root to probe") for k in ("nft", "tbf", "netem")}
-    for name, enables in (("nft", "partitions and packet loss"), ("tbf", "bandwidth limits"), ("netem", "delay and jitter")):
+    for name, enables in PROBED:
         ok, detail = probed[name]
         caps.append(Capability(name, ok, detail, enables))
     caps.append(_open_files())

@@ -15,14 +15,20 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
-from cmlab.errors import LabError
+from cmlab.errors import CmlabError, LabError
 from cmlab.progress import Progress, Quiet
 from cmlab.topology.plan import HostPlan, LabPlan
+
+if TYPE_CHECKING:
+    from cmlab.faults.host import Capability
+    from cmlab.runtime.helper import Runner
 
 #: Seconds of a request to a host's Docker Engine.
 HOST_TIMEOUT_S = 120
@@ -198,3 +204,45 @@ def ship_images(clients: HostClients, hosts: list[str], tags: list[str], progres
     with progress.step(f"copying {len({t for _, t in wanted})} image(s) to {len({h for h, _ in wanted})} host(s)"), \
             ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(ship, wanted))
+
+
+def host_report(clients: HostClients, runner_of: Callable[[str], "Runner | None"]) -> dict[str, list["Capability"]]:
+    """``cmlab doctor`` for each host of a lab across hosts: its engine, its
+    place in the swarm, and (when the lab's helper runs there) the kernel
+    features its faults need, probed as on this machine.
+
+    :param runner_of: the lab's helper runner of a host (None: no helper there).
+    """
+    from cmlab.faults.host import PROBED, Capability, remote_probe
+
+    out: dict[str, list[Capability]] = {}
+    members: set[str] | None = None
+    for name in clients.names:
+        caps: list[Capability] = []
+        try:
+            client = clients.get(name)
+            info = client.info()
+        except (LabError, DockerException) as exc:
+            out[name] = [Capability("docker", False, str(exc), "the lab's containers on this host")]
+            continue
+        caps.append(Capability("docker", True, f"Docker {info.get('ServerVersion')}, kernel {info.get('KernelVersion')}, "
+                               f"{info.get('NCPU')} CPUs", "the lab's containers on this host"))
+        state = swarm_state(name, client)
+        if members is None and name == clients.names[0] and state.manager:
+            members = {n.id for n in client.nodes.list()}
+        joined = state.state == "active" and (members is None or state.node_id in members)
+        caps.append(Capability("swarm", joined, f"swarm {state.state}" + (", manager" if state.manager else "")
+                               + ("" if joined else f"; not in {clients.names[0]}'s swarm (cmlab up --init-swarm)"),
+                               "overlay AZ networks"))
+        runner = runner_of(name)
+        probed: dict[str, tuple[bool, str]] = {}
+        if runner is not None:
+            try:
+                probed = remote_probe(runner)
+            except CmlabError as exc:
+                probed = {k: (False, str(exc)) for k, _ in PROBED}
+        for key, enables in PROBED:
+            ok, detail = probed.get(key, (False, "unknown: the lab's helper is not running there (cmlab up makes it)"))
+            caps.append(Capability(key, ok, detail, enables))
+        out[name] = caps
+    return out

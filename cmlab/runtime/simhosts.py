@@ -31,6 +31,7 @@ from cmlab.errors import LabError
 from cmlab.images.build import ImageBuilder
 from cmlab.progress import Progress, Quiet
 from cmlab.runtime.docker import DockerRuntime, network_lock
+from cmlab.state import remove_lab_state, saved_labs, saved_plan
 
 LABEL = "cmlab.hostset"
 RECIPE = ImageRecipe(name="swarm-host", folder="swarm-host")
@@ -217,6 +218,13 @@ class SimulatedHosts:
             except NotFound:
                 pass
         shutil.rmtree(SOCKET_ROOT / self.name, ignore_errors=True)
+        # The labs that ran on these hosts went with them: forget their saved plans.
+        for lab in saved_labs():
+            plan = saved_plan(lab)
+            if plan is not None and plan.hosts and all(h.endpoint.startswith(f"unix://{SOCKET_ROOT / self.name}/")
+                                                       for h in plan.hosts):
+                remove_lab_state(lab)
+                removed["labs"] = removed.get("labs", 0) + 1
         return removed
 
     def leftovers(self) -> dict[str, Any]:

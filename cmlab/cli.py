@@ -338,6 +338,16 @@ def partition(lab: str | None, seed: int | None, shape: str) -> None:
     _apply(lab, seed, lambda n: n.shape(shape))
 
 
+@fault.command(name="isolate-host")
+@LAB_OPTION
+@click.option("--keep-clients", is_flag=True, help="cmlab's probes still reach the host's nodes.")
+@click.argument("host")
+@_friendly
+def isolate_host(lab: str | None, keep_clients: bool, host: str) -> None:
+    """Cut every node of HOST (a lab across hosts; or primary-host) off from the other hosts' nodes."""
+    _apply(lab, None, lambda n: n.isolate_host(host, not keep_clients))
+
+
 @fault.command(name="split-az")
 @LAB_OPTION
 @click.option("--one-way", is_flag=True, help="Only traffic from AZ to the others is dropped.")

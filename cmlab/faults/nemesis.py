@@ -98,6 +98,24 @@ class Nemesis:
         g = grudges.isolate(self.resolve(target), [n.name for n in self.plan.nodes])
         return _partition(g, clients)
 
+    def isolate_host(self, host: str, clients: bool = True) -> Partition:
+        """Cut every node of a host of a lab across hosts from the nodes of the
+        other hosts, and from cmlab's clients too unless ``clients`` is False:
+        the host's network is gone. ``host``: a host's name, or
+        ``primary-host``, the host of the primary now."""
+        names = [h.name for h in self.plan.hosts]
+        if not names:
+            raise FaultError(f"lab {self.plan.name} runs on one host: isolate-host needs a lab across hosts")
+        if host == "primary-host":
+            host = self.plan.node(self._one("primary")).host or ""
+        if host not in names:
+            raise FaultError(f"unknown host '{host}' (hosts: {', '.join(names)}, or primary-host)")
+        on = [n.name for n in self.plan.nodes if n.host == host]
+        others = [n.name for n in self.plan.nodes if n.host != host]
+        if not on or not others:
+            raise FaultError(f"host {host} holds {'no' if not on else 'every'} node: cutting it off cuts nothing")
+        return _partition(grudges.cut(on, others, False), clients)
+
     def cut(self, a: str, b: str, one_way: bool = False) -> Partition:
         """Cut the nodes of ``a`` from those of ``b`` (from ``a`` to ``b`` only if one-way)."""
         try:
@@ -358,7 +376,7 @@ class Nemesis:
 #: step uses (the method's name with dashes); their keyword arguments are the
 #: step's other keys.
 BUILDERS: dict[str, Callable[..., Fault]] = {name.replace("_", "-"): getattr(Nemesis, name) for name in (
-    "isolate", "cut", "shape", "split_azs", "gateway_loss", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
+    "isolate", "isolate_host", "cut", "shape", "split_azs", "gateway_loss", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
     "pause", "stop", "restart", "disk_readonly", "disk_detach", "disk_fill", "vip_remove", "vip_duplicate", "vip_garp")}
 
 

@@ -81,7 +81,7 @@ def up(path: Path, request) -> Lab:
     return lab
 
 
-def test_the_quickstart_one_node_a_host_fails_over_when_its_primary_is_killed(hosts, tmp_path, request):
+def test_the_quickstart_one_node_a_host_fails_over_when_its_primary_is_killed_or_its_host_cut_off(hosts, tmp_path, request):
     lab = up(across(tmp_path, hosts, "quickstart-across-hosts", "e2e-qs-hosts"), request)
     try:
         # Each node's container is on its own host's engine, none on this machine's.
@@ -95,6 +95,8 @@ def test_the_quickstart_one_node_a_host_fails_over_when_its_primary_is_killed(ho
 
         # A lab without a VIP is measured through the client that seeks the primary.
         keeps_promises(lab, "kill-primary")
+        # The primary's host loses the network: its node is cut off through that host's helper.
+        keeps_promises(lab, "isolate-primary-host")
     finally:
         lab.down()
     assert leftovers_on_every_host(lab) == EMPTY

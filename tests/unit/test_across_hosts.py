@@ -213,3 +213,22 @@ def test_the_remote_probe_reads_each_kernel_feature_from_the_helpers_output():
     assert probed["netem"][0] is False and "Specified qdisc kind is unknown" in probed["netem"][1]
     broken = remote_probe(lambda argv: subprocess.CompletedProcess(argv, 126, "", "exec failed"))
     assert all(not ok and "exec failed" in why for ok, why in broken.values())
+
+
+def test_isolate_host_cuts_the_hosts_nodes_from_every_other_hosts_nodes_and_from_the_clients(tmp_path, monkeypatch):
+    from cmlab.faults.nemesis import Nemesis
+
+    monkeypatch.setenv("CMLAB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CMLAB_RESULTS_DIR", str(tmp_path))
+    p = plan()
+    nemesis = Nemesis(p, None, REG.get("postgres-patroni"), 1)  # type: ignore[arg-type]
+    fault = nemesis.isolate_host("h1")
+    grudge = dict(fault.grudge)
+    assert grudge["a"] == grudge["b"] == ("c", "d", "e") and grudge["e"] == ("a", "b")
+    assert fault.clients
+    assert not nemesis.isolate_host("h2", clients=False).clients
+    with pytest.raises(Exception, match="unknown host 'h9'"):
+        nemesis.isolate_host("h9")
+    one = loads("name: t2\nazs: [{name: az1}]\nnodes: [{name: a, az: az1}, {name: b, az: az1}, {name: c, az: az1}]\n", REG)
+    with pytest.raises(Exception, match="needs a lab across hosts"):
+        Nemesis(one, None, REG.get("postgres-patroni"), 1).isolate_host("h1")  # type: ignore[arg-type]

@@ -95,8 +95,9 @@ class Nemesis:
 
     def isolate(self, target: str, clients: bool = False) -> Partition:
         """Cut each target node from every other node (clients too if asked)."""
-        g = grudges.isolate(self.resolve(target), [n.name for n in self.plan.nodes])
-        return _partition(g, clients)
+        nodes = self.resolve(target)
+        g = grudges.isolate(nodes, [n.name for n in self.plan.nodes])
+        return _partition(g, nodes if clients else ())
 
     def isolate_host(self, host: str, clients: bool = True) -> Partition:
         """Cut every node of a host of a lab across hosts from the nodes of the
@@ -114,7 +115,7 @@ class Nemesis:
         others = [n.name for n in self.plan.nodes if n.host != host]
         if not on or not others:
             raise FaultError(f"host {host} holds {'no' if not on else 'every'} node: cutting it off cuts nothing")
-        return _partition(grudges.cut(on, others, False), clients)
+        return _partition(grudges.cut(on, others, False), on if clients else ())
 
     def cut(self, a: str, b: str, one_way: bool = False) -> Partition:
         """Cut the nodes of ``a`` from those of ``b`` (from ``a`` to ``b`` only if one-way)."""
@@ -380,10 +381,11 @@ BUILDERS: dict[str, Callable[..., Fault]] = {name.replace("_", "-"): getattr(Nem
     "pause", "stop", "restart", "disk_readonly", "disk_detach", "disk_fill", "vip_remove", "vip_duplicate", "vip_garp")}
 
 
-def _partition(g: grudges.Grudge, clients: bool = False) -> Partition:
+def _partition(g: grudges.Grudge, clients: list[str] | tuple[str, ...] = ()) -> Partition:
+    """A partition of grudge ``g``; ``clients``: the nodes that also drop cmlab's clients."""
     if not g:
         raise FaultError("the partition cuts nothing")
-    return Partition(tuple((n, tuple(sorted(d))) for n, d in sorted(g.items())), clients)
+    return Partition(tuple((n, tuple(sorted(d))) for n, d in sorted(g.items())), tuple(sorted(clients)))
 
 
 class VipFlap:

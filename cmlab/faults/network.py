@@ -120,23 +120,25 @@ class Partition(_ChainFault):
     """Each node drops, on input, the packets from the nodes of its grudge.
 
     :param grudge: ``((node, (nodes it drops...)), ...)``, from :mod:`cmlab.faults.grudge`.
-    :param clients: also drop the clients (the host, seen as the AZ gateway) at
-        the nodes of the grudge that hold one.
+    :param clients: nodes that also drop the clients (cmlab's probes: the
+        host, seen as the AZ gateway, or the AZ's access container across
+        hosts); the nodes cut off, not every node of the grudge, which would
+        blind the probes to the rest of the cluster.
     """
 
     kind: ClassVar[str] = "partition"
     grudge: tuple[tuple[str, tuple[str, ...]], ...]
-    clients: bool = False
+    clients: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = [f"{n} drops {','.join(d)}" for n, d in self.grudge]
-        return "partition: " + "; ".join(parts) + (" (and clients)" if self.clients else "")
+        return "partition: " + "; ".join(parts) + (f" (and clients at {','.join(self.clients)})" if self.clients else "")
 
     def chains_by_node(self, ctx: FaultContext) -> dict[str, list[tuple[str, str, list[str]]]]:
         out = {}
         for node, drops in self.grudge:
             addresses = [ctx.address(d) for d in drops]
-            if self.clients:
+            if node in self.clients:
                 addresses.append(str(ctx.plan.az(ctx.plan.node(node).az).clients_from))
             out[node] = [("in", "input", [f"ip saddr {_set(addresses)} drop"])]
         return out

@@ -103,7 +103,7 @@ def test_unknown_targets_name_the_words_that_work():
 
 
 def test_a_fault_survives_its_record_and_keeps_its_key():
-    f = Partition((("pg1", ("pg2", "pg3")), ("pg2", ("pg1",))), clients=True)
+    f = Partition((("pg1", ("pg2", "pg3")), ("pg2", ("pg1",))), clients=("pg1",))
     again = Fault.from_record(f.to_record())
     assert again == f and again.key == f.key
     assert Loss(("pg1",), 10.0).key != Loss(("pg1",), 20.0).key
@@ -140,3 +140,26 @@ def test_gateway_loss_drops_the_routers_own_addresses_both_ways_and_needs_a_rout
     one_az = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
     with pytest.raises(FaultError, match="no router"):
         GatewayLoss(("pg1",)).chains_by_node(SimpleNamespace(plan=one_az))
+
+
+def test_isolating_with_the_clients_cuts_them_from_the_target_only(tmp_path, monkeypatch):
+    """Not from every node of the grudge (each other node drops the target):
+    the probes must still see the rest of the cluster elect a new primary."""
+    from types import SimpleNamespace
+
+    from cmlab.faults.base import FaultContext
+    from cmlab.faults.nemesis import Nemesis
+
+    monkeypatch.setenv("CMLAB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CMLAB_RESULTS_DIR", str(tmp_path))
+    p = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    fault = Nemesis(p, None, default_registry().get("postgres-patroni"), 1).isolate("pg1", clients=True)  # type: ignore[arg-type]
+    chains = fault.chains_by_node(FaultContext(p, SimpleNamespace(), None))  # type: ignore[arg-type]
+    gateway = str(p.az("az1").gateway)
+
+    def dropped(node: str) -> set[str]:
+        rule = chains[node][0][2][0]  # "ip saddr { a, b } drop"
+        return {a.strip() for a in rule[rule.index("{") + 1:rule.index("}")].split(",")}
+
+    assert gateway in dropped("pg1")
+    assert gateway not in dropped("pg2") | dropped("pg3")

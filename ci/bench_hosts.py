@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark: one host against three swarm hosts; prints numbers, asserts nothing.
 
-    .venv/bin/python ci/bench_hosts.py [--trials 5] [--scenario kill-primary]
+    .venv/bin/python ci/bench_hosts.py [--trials 5] [--scenario kill-primary] [--example quickstart]
 
-For the quickstart lab on this machine's Docker Engine (bridge network, VIP)
-and the same three nodes spread over three simulated hosts (one node a host,
-overlay network, no VIP: its clients seek the primary), it prints: `up` to a
+For an example lab on this machine's Docker Engine (bridge networks) and the
+same lab spread over three simulated hosts (`topologies/<example>-across-hosts.yaml`:
+the quickstart one node a host, overlay network, no VIP, so its clients seek
+the primary; two-az with each AZ's databases on a host and the third etcd
+member on the third), it prints: `up` to a
 ready cluster (the hosts' first `up` also copies the images), the scenario's
 client RTO, detection and promotion (min / p50 / max over the trials), and the
 time to apply the first fault and to heal (from each trial's schedule.json:
@@ -64,15 +66,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--scenario", default="kill-primary")
+    ap.add_argument("--example", default="quickstart", choices=["quickstart", "two-az"])
     args = ap.parse_args()
 
-    one = Lab.from_topology(ROOT / "topologies" / "quickstart.yaml", name="bench-1host", allocate=True)
-    results = {"one host (bridge, VIP)": measure(one, args.scenario, args.trials)}
+    one = Lab.from_topology(ROOT / "topologies" / f"{args.example}.yaml", name="bench-1host", allocate=True)
+    results = {"one host (bridge networks)": measure(one, args.scenario, args.trials)}
 
     sim = SimulatedHosts(connect(), "bench", 3)
     try:
         hosts = sim.up()
-        data = yaml.safe_load((ROOT / "topologies" / "quickstart-across-hosts.yaml").read_text())
+        data = yaml.safe_load((ROOT / "topologies" / f"{args.example}-across-hosts.yaml").read_text())
         data["hosts"] = [h.topology_entry() for h in hosts]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench-3hosts.yaml"
@@ -81,7 +84,7 @@ def main() -> None:
             first = time.monotonic()
             three.up(init_swarm=True)  # the first up also copies the images
             print(f"three hosts: first up (images copied to each host): {time.monotonic() - first:.1f} s")
-            results["three swarm hosts (overlay, seeking client)"] = measure(three, args.scenario, args.trials)
+            results["three swarm hosts (overlay networks)"] = measure(three, args.scenario, args.trials)
     finally:
         sim.down()
 

@@ -9,6 +9,7 @@ Partitions between AZs apply in the router's namespace, on forwarding.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from cmlab.runtime.netns import ContainerNetns, host_rtnl
 TABLE = "inet cmlab"
 #: tc handle of cmlab's root qdiscs (major 0xc1ab), so heal finds its own only.
 QDISC_HANDLE = 0xC1AB0000
+#: The same handle as the tc command writes it.
+TC_HANDLE = "c1ab:"
 NFT = frozenset({"root", "nsenter", "nft"})
 
 
@@ -236,6 +239,10 @@ class _QdiscFault(Fault):
     def qdisc(self) -> tuple[str, dict]:
         raise NotImplementedError
 
+    def tc_argv(self) -> list[str]:
+        """The qdisc's parameters as the ``tc`` command takes them (faults on a remote host)."""
+        raise NotImplementedError
+
     @property
     def _directions(self) -> tuple[str, ...]:
         d = getattr(self, "direction", "egress")
@@ -245,7 +252,15 @@ class _QdiscFault(Fault):
         kind, args = self.qdisc()
         for node in self.nodes:
             ns = ctx.netns(node)
-            if "egress" in self._directions:
+            if "egress" in self._directions and ns.remote:
+                for _, ifname, _ in ns.interfaces():
+                    proc = ns.run(["tc", "qdisc", "replace", "dev", ifname, "root", "handle", TC_HANDLE, kind,
+                                   *self.tc_argv()], check=False)
+                    if proc.returncode != 0:
+                        if "Specified qdisc kind is unknown" in proc.stderr or "No such file" in proc.stderr:
+                            raise Unsupported(f"{node}'s host kernel has no '{kind}' qdisc: {self.kind} is unavailable there")
+                        raise FaultError(f"{node}: tc {kind} failed: {proc.stderr.strip()}")
+            elif "egress" in self._directions:
                 with ns.rtnl() as ipr:
                     for index, _, _ in ns.interfaces():
                         self._replace(ipr, node, kind, index, args)
@@ -289,8 +304,16 @@ class _QdiscFault(Fault):
             return False
 
 
+def _remote_qdiscs(ns: ContainerNetns) -> list[dict]:
+    """cmlab's root qdiscs in a remote namespace (``tc -j``): ``{"dev", "kind"}`` each."""
+    shown = json.loads(ns.run(["tc", "-j", "qdisc", "show"]).stdout or "[]")
+    return [q for q in shown if q.get("handle") == TC_HANDLE and q.get("root")]
+
+
 def qdisc_kinds(ns: ContainerNetns) -> dict[str, bool]:
     """Kinds of cmlab's root qdiscs in a namespace."""
+    if ns.remote:
+        return {q["kind"]: True for q in _remote_qdiscs(ns)}
     with ns.rtnl() as ipr:
         return {q.get_attr("TCA_KIND"): True for q in ipr.get_qdiscs() if q["handle"] == QDISC_HANDLE}
 
@@ -311,6 +334,10 @@ def remove_host_qdiscs(indexes: list[int]) -> None:
 
 def remove_qdiscs(ns: ContainerNetns) -> None:
     """Delete cmlab's root qdiscs (and no other) in a namespace."""
+    if ns.remote:
+        for q in _remote_qdiscs(ns):
+            ns.run(["tc", "qdisc", "del", "dev", q["dev"], "root", "handle", TC_HANDLE], check=False)
+        return
     with ns.rtnl() as ipr:
         for q in ipr.get_qdiscs():
             if q["handle"] == QDISC_HANDLE:
@@ -350,6 +377,9 @@ class Bandwidth(_QdiscFault):
     def qdisc(self) -> tuple[str, dict]:
         return "tbf", {"rate": self.rate, "burst": self.burst_bytes, "latency": f"{self.latency_ms}ms"}
 
+    def tc_argv(self) -> list[str]:
+        return ["rate", self.rate, "burst", str(self.burst_bytes), "latency", f"{self.latency_ms}ms"]
+
 
 @dataclass(frozen=True)
 class Delay(_QdiscFault):
@@ -367,6 +397,9 @@ class Delay(_QdiscFault):
 
     def qdisc(self) -> tuple[str, dict]:
         return "netem", {"delay": int(self.ms * 1000), "jitter": int(self.jitter_ms * 1000)}
+
+    def tc_argv(self) -> list[str]:
+        return ["delay", f"{int(self.ms * 1000)}us", f"{int(self.jitter_ms * 1000)}us"]
 
 
 @dataclass(frozen=True)

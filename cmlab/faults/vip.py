@@ -8,6 +8,7 @@ Flapping on a schedule is :meth:`cmlab.faults.nemesis.Nemesis.flap_vip`.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -28,21 +29,32 @@ def vip_of(ctx: FaultContext, name: str) -> VipPlan:
     raise FaultError(f"no VIP '{name}' in lab '{ctx.plan.name}' (VIPs: {', '.join(v.name for v in ctx.plan.vips) or 'none'})")
 
 
+def _ipv4_addresses(ns: ContainerNetns) -> list[tuple[int, str, str]]:
+    """``(interface index, interface name, address)`` of every IPv4 address in
+    the namespace: by netlink on this machine, by ``ip -j`` through the helper
+    of a remote host."""
+    if ns.remote:
+        out = []
+        for link in json.loads(ns.run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
+            for info in link.get("addr_info", []):
+                out.append((link["ifindex"], link["ifname"], info["local"]))
+        return out
+    with ns.rtnl() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        return [(a["index"], names.get(a["index"], ""), a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=2)]
+
+
 def vip_interface(ctx: FaultContext, ns: ContainerNetns, node: str) -> tuple[int, str]:
     """(index, name) of the node's interface on its AZ network."""
     own = IPv4Address(ctx.address(node))
-    with ns.rtnl() as ipr:
-        for addr in ipr.get_addr(family=2):
-            if IPv4Address(addr.get_attr("IFA_ADDRESS")) == own:
-                index = addr["index"]
-                return index, ipr.get_links(index)[0].get_attr("IFLA_IFNAME")
+    for index, name, address in _ipv4_addresses(ns):
+        if IPv4Address(address) == own:
+            return index, name
     raise FaultError(f"{node}: no interface holds {own}")
 
 
 def holds(ctx: FaultContext, node: str, vip: VipPlan) -> bool:
-    ns = ctx.netns(node)
-    with ns.rtnl() as ipr:
-        return any(a.get_attr("IFA_ADDRESS") == str(vip.address) for a in ipr.get_addr(family=2))
+    return any(address == str(vip.address) for _, _, address in _ipv4_addresses(ctx.netns(node)))
 
 
 def set_address(ctx: FaultContext, node: str, vip: VipPlan, present: bool) -> None:
@@ -50,7 +62,14 @@ def set_address(ctx: FaultContext, node: str, vip: VipPlan, present: bool) -> No
     if ctx.plan.node(node).az != vip.az:
         raise FaultError(f"{node} is not in AZ {vip.az}: VIP {vip.name} cannot live there")
     ns = ctx.netns(node)
-    index, _ = vip_interface(ctx, ns, node)
+    index, ifname = vip_interface(ctx, ns, node)
+    if ns.remote:
+        proc = ns.run(["ip", "addr", "add" if present else "del", f"{vip.address}/{vip.prefixlen}", "dev", ifname],
+                      check=False)
+        # Already there on add (EEXIST), already gone on del (EADDRNOTAVAIL): as wanted.
+        if proc.returncode != 0 and "File exists" not in proc.stderr and "Cannot assign" not in proc.stderr:
+            raise FaultError(f"{node}: cannot {'add' if present else 'remove'} {vip.address}: {proc.stderr.strip()}")
+        return
     with ns.rtnl() as ipr:
         try:
             ipr.addr("add" if present else "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen)
@@ -143,4 +162,6 @@ class VipGarp(Fault):
             raise FaultError(f"{self.node} is not in AZ {vip.az}, the L2 network of VIP {vip.name}")
         ns = ctx.netns(self.node)
         _, ifname = vip_interface(ctx, ns, self.node)
-        ns.run([sys.executable, "-c", _GARP, ifname, str(vip.address), str(self.count)])
+        # This machine's Python, or the helper image's on a remote host.
+        python = "python3" if ns.remote else sys.executable
+        ns.run([python, "-c", _GARP, ifname, str(vip.address), str(self.count)])

@@ -76,8 +76,8 @@ class ContainerNetns:
         :raises Unsupported: the container is on another host.
         """
         if self.runner is not None:
-            raise Unsupported(f"{self.name} is on another host: this fault works by netlink from cmlab's own host, "
-                              "which labs across hosts do not support yet (partitions, loss, kills and pauses do)")
+            raise Unsupported(f"{self.name} is on another host: this step works by netlink from cmlab's own host, "
+                              "which labs across hosts do not support (docs/across-hosts.md lists the faults that work there)")
         ns = NetNS(self.path)
         try:
             yield ns

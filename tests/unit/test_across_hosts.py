@@ -232,3 +232,58 @@ def test_isolate_host_cuts_the_hosts_nodes_from_every_other_hosts_nodes_and_from
     one = loads("name: t2\nazs: [{name: az1}]\nnodes: [{name: a, az: az1}, {name: b, az: az1}, {name: c, az: az1}]\n", REG)
     with pytest.raises(Exception, match="needs a lab across hosts"):
         Nemesis(one, None, REG.get("postgres-patroni"), 1).isolate_host("h1")  # type: ignore[arg-type]
+
+
+class RecordingRunner:
+    """A remote host's helper: answers ``ip -j`` and ``tc -j`` with canned JSON, records the rest."""
+
+    def __init__(self, addr_json: str, qdisc_json: str = "[]"):
+        self.calls: list[list[str]] = []
+        self.addr_json, self.qdisc_json = addr_json, qdisc_json
+
+    def __call__(self, argv, stdin=None):
+        self.calls.append(argv)
+        cmd = argv[2:]  # after nsenter --net=...
+        out = ""
+        if cmd[:3] == ["ip", "-j", "-4"]:
+            out = self.addr_json
+        elif cmd[:2] == ["ip", "-j"]:
+            out = '[{"ifindex": 1, "ifname": "lo"}, {"ifindex": 7, "ifname": "eth0", "link_index": 8}]'
+        elif cmd[:2] == ["tc", "-j"]:
+            out = self.qdisc_json
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+def remote_context(p, runner):
+    from cmlab.faults.base import FaultContext
+    from cmlab.runtime.netns import ContainerNetns
+
+    container = SimpleNamespace(name="c", id="cid", attrs={"State": {"Pid": 42}}, reload=lambda: None)
+    ctx = FaultContext(p, SimpleNamespace(), REG.get("postgres-patroni"))  # type: ignore[arg-type]
+    ctx._netns = {n.name: ContainerNetns(container, runner) for n in p.nodes}  # type: ignore[arg-type]
+    return ctx
+
+
+def test_vip_and_shaping_faults_on_a_remote_host_run_ip_and_tc_through_its_helper():
+    from cmlab.faults.network import Bandwidth, qdisc_kinds, remove_qdiscs
+    from cmlab.faults.vip import holds, set_address
+
+    p = plan()
+    vip = p.vip_of_az("az1")
+    addr = f'[{{"ifindex": 7, "ifname": "eth0", "addr_info": [{{"local": "{p.node("a").address}"}}]}}]'
+    runner = RecordingRunner(addr, '[{"kind": "tbf", "handle": "c1ab:", "root": true, "dev": "eth0"}, '
+                                   '{"kind": "noqueue", "handle": "0:", "root": true, "dev": "lo"}]')
+    ctx = remote_context(p, runner)
+    assert not holds(ctx, "a", vip)
+    set_address(ctx, "a", vip, present=True)
+    assert runner.calls[-1] == ["nsenter", "--net=/proc/42/ns/net", "ip", "addr", "add", f"{vip.address}/24", "dev", "eth0"]
+
+    Bandwidth(("a",), "1mbit").apply(ctx)
+    assert ["nsenter", "--net=/proc/42/ns/net", "tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "c1ab:",
+            "tbf", "rate", "1mbit", "burst", "32768", "latency", "100ms"] in runner.calls
+    ns = ctx.netns("a")
+    assert qdisc_kinds(ns) == {"tbf": True}
+    remove_qdiscs(ns)
+    assert runner.calls[-1][2:] == ["tc", "qdisc", "del", "dev", "eth0", "root", "handle", "c1ab:"]  # ours only
+    with pytest.raises(Exception, match="on another host"):
+        Bandwidth(("a",), "1mbit", direction="ingress").apply(ctx)

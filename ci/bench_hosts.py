@@ -58,7 +58,8 @@ def measure(lab: Lab, scenario: str, trials: int) -> dict[str, object]:
     m = [t.metrics for t in run.trials]
     lab.down()
     return {"up_s": up_s, "rto": [x.client_rto_s for x in m], "detection": [x.detection_s for x in m],
-            "promotion": [x.promotion_s for x in m], "apply": apply_s, "heal": heal_s,
+            "promotion": [x.promotion_s for x in m], "vip": [x.vip_s for x in m], "apply": apply_s, "heal": heal_s,
+            "failovers": f"{sum(1 for x in m if x.failover)}/{len(m)}",
             "lost": sum(len(x.lost_writes) for x in m), "split": sum(len(x.split_brain) for x in m)}
 
 
@@ -92,8 +93,9 @@ def main() -> None:
     for name, r in results.items():
         print(f"\n{name}")
         print(f"  up to ready        {r['up_s']:6.1f}")
+        print(f"  failovers          {r['failovers']}")
         for key, label in (("rto", "client RTO"), ("detection", "detection"), ("promotion", "promotion"),
-                           ("apply", "fault apply"), ("heal", "heal")):
+                           ("vip", "VIP moved"), ("apply", "fault apply"), ("heal", "heal")):
             print(f"  {label:<18} {spread(r[key])}")  # type: ignore[arg-type]
         print(f"  lost acknowledged writes {r['lost']}, split-brain intervals {r['split']}")
 

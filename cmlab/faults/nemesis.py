@@ -237,7 +237,9 @@ class Nemesis:
         :raises Unsupported: the host cannot do it (nothing applied).
         :raises FaultError: a step failed (what was done is undone).
         """
-        require(fault.requires, fault.kind)
+        # Across hosts the kernel features are the nodes' hosts' (their helpers'
+        # commands say Unsupported, naming the host); this machine needs root only.
+        require(fault.requires if not self.plan.hosts else fault.requires & {"root"}, fault.kind)
         t_call = time.monotonic()
         try:
             fault.apply(self.ctx)

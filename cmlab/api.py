@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -449,6 +449,11 @@ def down(name: str, client: docker.DockerClient | None = None, forget: bool = Fa
         except Exception as exc:  # noqa: BLE001 - removal below takes the faults with the containers
             log.warning("lab %s: heal before down failed (%s); removing anyway", name, exc)
     removed = runtime.remove(name)
+    if plan is not None and removed.unreachable:
+        # Say what may remain on each host not reached: the containers the lab made there.
+        removed = replace(removed, unreachable={
+            host: f"{why}; the lab's containers there: {', '.join(DockerRuntime.made_on(plan, host))}, with their volumes"
+            for host, why in removed.unreachable.items()})
     detached = disks.detach(name)
     if removed.unreachable and not forget:
         # Its objects may remain there: keep the plan, so that `down` can be run again.
@@ -469,8 +474,16 @@ def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> li
     from cmlab import owner
 
     client = client or connect()
-    runtime = DockerRuntime(client)
-    dead = [lab for lab in runtime.labs() if owner.alive(runtime.owner_labels(lab)) is False]
+
+    def owners(lab: str) -> dict[str, str]:
+        plan = saved_plan(lab)  # a lab across hosts: its objects (and owner labels) are on its hosts
+        runtime = DockerRuntime.for_plan(plan, client) if plan is not None else DockerRuntime(client)
+        try:
+            return runtime.owner_labels(lab)
+        except LabError:
+            return {}  # a host does not answer: the owner cannot be told, so the lab stays
+
+    dead = [lab for lab in labs(client) if owner.alive(owners(lab)) is False]
     if not dry_run:
         for lab in dead:
             down(lab, client)

@@ -39,7 +39,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
 from cmlab.progress import log
-from cmlab.runtime.helper import HelperRunner, Runner, create_helper
+from cmlab.runtime.helper import HelperRunner, Runner, create_helper, helper_name
 from cmlab.runtime.http import HttpGetter
 from cmlab.runtime.netns import ContainerNetns, local_addresses
 from cmlab.runtime import labels as L
@@ -376,6 +376,16 @@ class DockerRuntime:
             return []
         return [create_helper(self.client_of(h.name), plan.name, h.name, image, self._labels(plan, "helper"))
                 for h in plan.hosts]
+
+    @staticmethod
+    def made_on(plan: LabPlan, host: str) -> list[str]:
+        """Names of the containers a lab across hosts has on ``host`` (nodes,
+        the router, access containers, the helper): what may remain there
+        when the host cannot be reached."""
+        names = [n.container for n in plan.nodes if n.host == host]
+        names += [plan.router] if plan.router and plan.router_host == host else []
+        names += [a.access_container for a in plan.azs if a.access_address and a.host == host]
+        return names + [helper_name(plan.name, host)]
 
     def runner(self, plan: LabPlan, host: str | None) -> "Runner | None":
         """How to run a program on ``host`` for faults: None on this machine

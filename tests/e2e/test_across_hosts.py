@@ -122,6 +122,7 @@ def test_the_two_az_lab_across_hosts_survives_an_az_split_and_a_lost_host(hosts,
         hosts.kill("h3")
         removed = api.down(lab.plan.name)
         assert set(removed.unreachable) == {"h3"}, removed
+        assert lab.plan.node("pg6").container in removed.unreachable["h3"]  # it says what remains there
         assert removed.containers >= len(lab.plan.nodes) - 1
         assert (state_root() / lab.plan.name / "plan.json").is_file(), "down forgot the lab while h3 holds some of it"
     finally:

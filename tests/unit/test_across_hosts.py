@@ -287,3 +287,10 @@ def test_vip_and_shaping_faults_on_a_remote_host_run_ip_and_tc_through_its_helpe
     assert runner.calls[-1][2:] == ["tc", "qdisc", "del", "dev", "eth0", "root", "handle", "c1ab:"]  # ours only
     with pytest.raises(Exception, match="on another host"):
         Bandwidth(("a",), "1mbit", direction="ingress").apply(ctx)
+
+
+def test_what_a_lab_made_on_a_host_is_named_for_down_to_report():
+    p = plan()
+    assert DockerRuntime.made_on(p, "h1") == ["cmlab-t1-a", "cmlab-t1-b", "cmlab-t1-router", "cmlab-t1-az1-access",
+                                               "cmlab-t1-helper-h1"]
+    assert DockerRuntime.made_on(p, "h3") == ["cmlab-t1-e", "cmlab-t1-helper-h3"]

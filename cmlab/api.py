@@ -45,7 +45,7 @@ from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
 from cmlab.replay import ReplayResult, replay_on, unpack_bundle
 from cmlab.sweep import SweepResult, run_sweep
-from cmlab.trials import Run, run_scenario
+from cmlab.trials import Run, run_scenario, scenario_cadence
 from cmlab.wait import wait_for
 
 #: How many lines of a dead node's log an error shows.
@@ -518,6 +518,13 @@ def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cade
     return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed)
 
 
+def cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | None = None,
+            role_ms: float | None = None) -> Cadence:
+    """The probes' cadence of a scenario's workload, with the intervals given
+    (milliseconds) instead of the scenario's (see :func:`cmlab.trials.scenario_cadence`)."""
+    return scenario_cadence(scenario, write_ms, fast_ms, role_ms)
+
+
 def sweep(lab: Lab, scenario: Scenario, trials: int = 1, cadence: Cadence | None = None, seed: int | None = None,
           directory: Path | None = None) -> SweepResult:
     """Run a scenario with a ``sweep:`` once per setting, each on the lab
@@ -585,5 +592,5 @@ def hosts_report(lab_or_topology: str) -> dict[str, list[Capability]]:
     return host_report(lab.runtime.hosts, lambda host: lab.runtime.runner(lab.plan, host))
 
 
-__all__ = ["Lab", "connect", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
+__all__ = ["Lab", "cadence", "connect", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
            "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep"]

@@ -569,8 +569,7 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
     times; print the summary and where the reports are. Slower cadences cost
     the probes less CPU and lower the resolution (reported)."""
     sc = api.scenario(scenario)
-    w = sc.spec.workload
-    cadence = api.Cadence((write_ms or w.write_ms) / 1000, (fast_ms or w.fast_ms) / 1000, (role_ms or w.role_ms) / 1000)
+    cadence = api.cadence(sc, write_ms, fast_ms, role_ms)
     if sc.spec.sweep:
         swept = api.sweep(api.Lab.attach(_lab_name(lab)), sc, trials, cadence, seed)
         table = Table(title=f"{sc.name}: sweep of {', '.join(sc.spec.sweep)}, {trials} trial(s) each, seed {swept.seed}")

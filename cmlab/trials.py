@@ -69,10 +69,12 @@ class Run:
     seed: int = 0
 
 
-def scenario_cadence(scenario: Scenario) -> Cadence:
-    """The probes' cadence a scenario's ``workload`` asks for."""
+def scenario_cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | None = None,
+                     role_ms: float | None = None) -> Cadence:
+    """The probes' cadence a scenario's ``workload`` asks for, each interval
+    (milliseconds) overridden where given (the command line's ``--write-ms`` ...)."""
     w = scenario.spec.workload
-    return Cadence(w.write_ms / 1000, w.fast_ms / 1000, w.role_ms / 1000)
+    return Cadence((write_ms or w.write_ms) / 1000, (fast_ms or w.fast_ms) / 1000, (role_ms or w.role_ms) / 1000)
 
 
 def new_run_dir(lab: str, scenario: str) -> Path:

@@ -1,9 +1,10 @@
 """All the probes of one trial, started and stopped together, giving one
 :class:`~cmlab.history.History`.
 
-Writers: one through each VIP (``vip:<name>``) and one straight to each
-database node (``node:<name>``), every ``write_interval_s`` seconds (default
-20 ms). Observers: the manager's leader and the VIP holders every
+Writers: one through each VIP (``vip:<name>``), or in a lab without VIPs
+one that seeks the primary among the database nodes (``seek:primary``), and
+one straight to each database node (``node:<name>``), every
+``write_interval_s`` seconds (default 20 ms). Observers: the manager's leader and the VIP holders every
 ``fast_interval_s`` (default 20 ms), each node's own role every
 ``role_interval_s`` (default 200 ms: Patroni's REST API is Python, and a
 lab on 2 cores should not be busy answering probes).

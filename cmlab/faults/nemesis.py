@@ -203,11 +203,18 @@ class Nemesis:
             raise FaultError(str(exc.args[0])) from None
 
     def _vip_name(self, vip: str | None) -> str:
+        """The VIP named, else the lab's only one, else the one in use: the
+        VIP of the primary's AZ (a lab with a VIP per AZ)."""
         if vip:
             return vip_of(self.ctx, vip).name
-        if len(self.plan.vips) != 1:
-            raise FaultError(f"name the VIP (VIPs: {', '.join(v.name for v in self.plan.vips) or 'none'})")
-        return self.plan.vips[0].name
+        if len(self.plan.vips) == 1:
+            return self.plan.vips[0].name
+        if not self.plan.vips:
+            raise FaultError(f"lab {self.plan.name} has no VIP")
+        in_use = self.plan.vip_of_az(self.plan.node(self._one("primary")).az)
+        if in_use is None:
+            raise FaultError(f"the primary's AZ has no VIP: name one (VIPs: {', '.join(v.name for v in self.plan.vips)})")
+        return in_use.name
 
     def vip_remove(self, vip: str | None = None) -> VipRemove:
         """Take the VIP from whichever nodes hold it now."""

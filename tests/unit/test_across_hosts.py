@@ -294,3 +294,14 @@ def test_what_a_lab_made_on_a_host_is_named_for_down_to_report():
     assert DockerRuntime.made_on(p, "h1") == ["cmlab-t1-a", "cmlab-t1-b", "cmlab-t1-router", "cmlab-t1-az1-access",
                                                "cmlab-t1-helper-h1"]
     assert DockerRuntime.made_on(p, "h3") == ["cmlab-t1-e", "cmlab-t1-helper-h3"]
+
+
+def test_a_vip_fault_without_a_vip_named_takes_the_vip_of_the_primarys_az(tmp_path, monkeypatch):
+    from cmlab.faults.nemesis import Nemesis
+
+    monkeypatch.setenv("CMLAB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CMLAB_RESULTS_DIR", str(tmp_path))
+    nemesis = Nemesis(plan(), None, REG.get("postgres-patroni"), 1)  # type: ignore[arg-type]
+    monkeypatch.setattr(nemesis, "_one", lambda target: "c" if target == "primary" else target)
+    assert nemesis.vip_duplicate("d").vip == "vip-az2"
+    assert nemesis.vip_duplicate("a", "vip-az1").vip == "vip-az1"

@@ -218,3 +218,17 @@ def test_observe_node_reads_patroni_roles_and_tells_down_from_unknown():
     # The probes' loop records the same state when nobody answers.
     reading = ENGINE.role_reading(plan, plan.node("pg1"))
     assert reading.unanswered().role is NodeRole.unknown
+
+
+def test_a_standby_on_another_timeline_than_the_primarys_is_not_healthy():
+    """It has not followed the last promotion (seen in CI: such a standby, made
+    primary by a switchover, reused a timeline ID and lost 668 acknowledged writes)."""
+    from cmlab.engines.base import NodeRole, NodeState
+    from cmlab.engines.postgres_patroni.engine import _behind_the_primarys_timeline
+
+    states = [NodeState("pg1", NodeRole.primary, healthy=True, timeline=2, detail="running"),
+              NodeState("pg2", NodeRole.sync_standby, healthy=True, lag_bytes=0, timeline=2, detail="streaming"),
+              NodeState("pg4", NodeRole.standby, healthy=True, lag_bytes=0, timeline=1, detail="running")]
+    out = {s.name: s for s in _behind_the_primarys_timeline(states)}
+    assert out["pg1"].healthy and out["pg2"].healthy
+    assert not out["pg4"].healthy and "on timeline 1 (the primary's: 2)" in out["pg4"].detail

@@ -9,6 +9,8 @@ postmaster is re-parented to PID 1 and must be reaped: reference §7).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from collections.abc import Callable
 from typing import Any
@@ -279,6 +281,7 @@ class PostgresPatroni(Engine):
             else:
                 healthy = _etcd_healthy(access, node)
                 states.append(NodeState(node.name, NodeRole.arbiter, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
+        states = _behind_the_primarys_timeline(states)
         return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p))
 
 
@@ -350,6 +353,26 @@ def _etcd_healthy(access: NodeAccess, node: NodePlan) -> bool:
         return _etcd_health(*access.http_get(node, config.ETCD_CLIENT_PORT, "/health", HTTP_TIMEOUT_S))
     except OSError:
         return False
+
+
+def _behind_the_primarys_timeline(states: list[NodeState]) -> list[NodeState]:
+    """A standby whose timeline (Patroni's ``/cluster``) is not the primary's is
+    not healthy: it has not followed the last promotion, and a switchover to
+    it would promote onto a timeline ID that already exists with other WAL.
+    Seen in CI: pg4 left on timeline 1 by an earlier AZ split, promoted by a
+    switchover to a second "timeline 2", and the standby that had pg1's
+    timeline 2 further along reported itself flushed past every new commit,
+    so pg4 acknowledged 668 writes that no standby held; all were lost at the
+    next failover. Right after a failover this holds for a few seconds."""
+    primary = next((s for s in states if s.role is NodeRole.primary), None)
+    if primary is None or primary.timeline is None:
+        return states
+    out = []
+    for s in states:
+        if s.role in (NodeRole.standby, NodeRole.sync_standby) and s.timeline is not None and s.timeline != primary.timeline:
+            s = replace(s, healthy=False, detail=f"{s.detail}, on timeline {s.timeline} (the primary's: {primary.timeline})")
+        out.append(s)
+    return out
 
 
 def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters) -> str:

@@ -51,10 +51,22 @@ class DocumentError(CmlabError):
         self.positions = positions or {}
         super().__init__(self._render())
 
+    def _position(self, where: str) -> tuple[int, int] | None:
+        """The position of ``where``, or of the nearest enclosing place that has
+        one (a key that is missing is reported where its mapping is)."""
+        while where:
+            if where in self.positions:
+                return self.positions[where]
+            cut = max(where.rfind("."), where.rfind("["))
+            if cut <= 0:
+                return None
+            where = where[:cut]
+        return None
+
     def _render(self) -> str:
         lines = [f"{self.source}: the {self.what} is not valid ({len(self.issues)} problem(s))"]
         for issue in self.issues:
-            pos = self.positions.get(issue.where)
+            pos = self._position(issue.where)
             at = f"{self.source}:{pos[0]}:{pos[1]}" if pos else self.source
             lines.append(f"  {at}: {issue.where}: {issue.message}")
             if issue.fix:

@@ -232,6 +232,11 @@ def test_bad_labs_across_hosts_are_rejected_with_place_and_fix(change, where, wo
     assert all(i.fix for i in err.issues if i.where == where), str(err)
 
 
+def test_a_missing_key_is_reported_at_its_mapping():
+    err = error_of(HOSTS.replace(', address: 10.0.0.2', ''))
+    assert "t.yaml:5:5: hosts[1].address" in str(err), str(err)
+
+
 def test_a_quorum_only_node_may_sit_on_another_host_than_its_azs_vip():
     plan = plan_of(HOSTS)
     assert plan.node("e").host == "h3" and plan.az("az2").host == "h2"

@@ -202,7 +202,6 @@ class Lab:
         if self.runtime.hosts is not None:
             ensure_swarm(self.runtime.hosts, init_swarm, self.progress)
             ship_images(self.runtime.hosts, self.runtime.hosts.names, [image, router_image, helper_image], self.progress)
-            save_plan(self.plan)  # `down` and `status` find the lab's hosts from here
         with network_lock():
             if self._replan is not None:
                 # Subnets are chosen under the lock, against what is taken now.
@@ -210,6 +209,8 @@ class Lab:
             existing = self.runtime.read_plan(self.plan.name)
             if existing is not None and existing.digest != self.plan.digest:
                 raise LabError(f"lab '{self.plan.name}' is already up with another topology; run `cmlab down {self.plan.name}` first")
+            if self.plan.hosts:
+                save_plan(self.plan)  # the plan as resolved under the lock: `down` and `status` find the hosts here
             containers = self.runtime.containers(self.plan.name)
             wanted = (len(self.plan.nodes) + (1 if self.plan.router else 0)
                       + sum(1 for a in self.plan.azs if a.access_address) + len(self.plan.hosts))

@@ -197,8 +197,9 @@ class Lab:
             lab is left for inspection and ``down`` removes it.
         """
         image = self.build()
-        router_image = ImageBuilder(self.client, self.progress).router().tag
-        helper_image = ImageBuilder(self.client, self.progress).helper().tag if self.plan.hosts else ""
+        builder = ImageBuilder(self.client, self.progress)
+        router_image = builder.router().tag
+        helper_image = builder.helper().tag if self.plan.hosts else ""
         if self.runtime.hosts is not None:
             ensure_swarm(self.runtime.hosts, init_swarm, self.progress)
             ship_images(self.runtime.hosts, self.runtime.hosts.names, [image, router_image, helper_image], self.progress)

@@ -154,6 +154,9 @@ class DockerRuntime:
         self.client = client
         self.owner = owner or {}
         self.hosts = hosts
+        self._runners: dict[str, HelperRunner] = {}
+        #: The access containers' published ports, read once (see :meth:`published`).
+        self._published: dict[tuple[str, int], tuple[str, int]] | None = None
 
     @classmethod
     def for_plan(cls, plan: LabPlan, client: docker.DockerClient, owner: dict[str, str] | None = None) -> "DockerRuntime":
@@ -350,6 +353,7 @@ class DockerRuntime:
         """Each AZ's access container (labs across hosts only): on the AZ's host,
         on its overlay at the AZ's access address, publishing one host port per
         forward of :func:`access_forwards` (Docker picks free host ports)."""
+        self._published = None
         out = []
         for az in plan.azs:
             if az.access_address is None:
@@ -392,10 +396,9 @@ class DockerRuntime:
         (a lab on one host), else through the lab's helper there."""
         if self.hosts is None or host is None:
             return None
-        runners: dict[str, HelperRunner] = self.__dict__.setdefault("_runners", {})
-        if host not in runners:
-            runners[host] = HelperRunner(self.client_of(host), plan.name, host)
-        return runners[host]
+        if host not in self._runners:
+            self._runners[host] = HelperRunner(self.client_of(host), plan.name, host)
+        return self._runners[host]
 
     def start(self, containers: list[Container]) -> None:
         """Start containers (any host's), in parallel."""
@@ -417,6 +420,7 @@ class DockerRuntime:
             except NotFound:
                 return 0
 
+        self._published = None
         engines = self._engines()
         unreachable = {host: error for host, client, error in engines if client is None and host is not None}
         clients = [client for _, client, _ in engines if client is not None]
@@ -477,8 +481,13 @@ class DockerRuntime:
         containers (their forwards and Docker's port bindings); empty for a
         lab on one host, whose networks cmlab is on.
 
+        Read from Docker once per runtime (every status poll asks), and again
+        after :meth:`create_access` or :meth:`remove`, which change it.
+
         :raises LabError: an access container is missing or publishes nothing.
         """
+        if self._published is not None:
+            return self._published
         out: dict[tuple[str, int], tuple[str, int]] = {}
         for az in plan.azs:
             if az.access_address is None or az.host is None:
@@ -495,6 +504,7 @@ class DockerRuntime:
                     raise LabError(f"AZ {az.name}: {az.access_container} publishes no port for {address}:{port} "
                                    "(is it running?)")
                 out[(address, int(port))] = (plan.host(az.host).address, int(bound[0]["HostPort"]))
+        self._published = out
         return out
 
     def vip_holders(self, plan: LabPlan) -> dict[str, list[str]]:
@@ -532,7 +542,6 @@ class DockerNodeAccess:
     def __init__(self, runtime: DockerRuntime, plan: LabPlan) -> None:
         self.runtime = runtime
         self.plan = plan
-        self._published: dict[tuple[str, int], tuple[str, int]] | None = None
         # Kept-alive HTTP connections, one set per thread: observers poll every
         # few tens of milliseconds, and a new TCP connection each time costs CPU.
         self._local = threading.local()
@@ -545,10 +554,8 @@ class DockerNodeAccess:
         """
         if self.runtime.hosts is None:
             return str(address), port
-        if self._published is None:
-            self._published = self.runtime.published(self.plan)
         try:
-            return self._published[(str(address), port)]
+            return self.runtime.published(self.plan)[(str(address), port)]
         except KeyError:
             raise LabError(f"{address}:{port} is not published by the lab's access containers "
                            "(only the engine's client ports of nodes and VIPs are)") from None

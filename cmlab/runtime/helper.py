@@ -40,11 +40,6 @@ class Runner(Protocol):
     def __call__(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess: ...
 
 
-def local_runner(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    """On this machine (a lab on one host)."""
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=HELPER_TIMEOUT_S)
-
-
 class HelperRunner:
     """On a remote host, in the lab's helper container there.
 

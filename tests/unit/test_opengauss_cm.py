@@ -377,3 +377,15 @@ def test_a_switchover_is_cm_ctl_switchover_of_the_candidates_dn_on_its_node():
     with pytest.raises(EngineError, match="can not do switchover at current role"):
         engine.switchover(plan, refused, "og2")
     assert len(refused.calls) == 1  # never retried on another node
+
+
+def test_a_frozen_primary_bound_follows_cm_s_t_state_check_interval():
+    """cm_agent checks a stopped (T state) DN 36 s apart whatever agent_phony_dead_check_interval
+    says (cma_phony_dead_check.cpp); enable_e2e_rto makes it check every second and stop it."""
+    from cmlab.engines.opengauss_cm.engine import frozen_primary_bound
+
+    assert frozen_primary_bound(CmParameters(), 25.0) == 10 + 4 * 36 + 25
+    assert frozen_primary_bound(CmParameters(phony_dead_effective_time=2, agent_phony_dead_check_interval=40), 25.0) == 40 + 40 + 25
+    assert frozen_primary_bound(CmParameters(enable_e2e_rto=True), 25.0) == 26
+    plan = load(ROOT / "topologies" / "opengauss-1az.yaml", REG)
+    assert OpenGaussCm().timing(plan).frozen_primary_s == frozen_primary_bound(CmParameters(), OpenGaussCm().timing(plan).failover_s)

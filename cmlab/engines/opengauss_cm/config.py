@@ -125,6 +125,9 @@ def agent_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
         "enable_fence_dn": "on" if p.enable_fence_dn else "off",
         "enable_ssl": "off",  # as the community image does
         "disk_timeout": p.disk_timeout,
+        # cm_agent reads its own copy (cm_agent/cma_common.cpp): with it on, the agent checks its
+        # DN every second and stops a stopped (T state) DN at once (cma_phony_dead_check.cpp).
+        "enable_e2e_rto": 1 if p.enable_e2e_rto else 0,
         # The sample's '' makes the fenced UDF master bind "/.gaussUDF.socket", which omm
         # may not: it exits and cm_agent starts another every second (seen on the real
         # binaries: a core's worth of CPU per lab; cm_agent/cma_instance_management.cpp:

@@ -55,6 +55,30 @@ def _inputs(p: CmParameters) -> OpenGaussInputs:
                            p.package_sha256, p.cm_package_sha256, Path(om) if om else None, p.om_package_sha256)
 
 
+#: cm_agent checks a DN it finds stopped (T state, SIGSTOP) for "phony dead" this many seconds
+#: apart, whatever agent_phony_dead_check_interval says: ``g_agentCheckTStatusInterval = 36``
+#: (CM/src/cm_agent/cma_global_params.cpp, used in cma_phony_dead_check.cpp:
+#: DnPhonyDeadStatusCheck), not a setting.
+T_STATE_CHECK_INTERVAL_S = 36
+
+
+def frozen_primary_bound(p: CmParameters, failover_s: float) -> float:
+    """Seconds from a primary DN's SIGSTOP to writes on a primary again, at most.
+
+    Without ``enable_e2e_rto`` (CM's default) the agent's first phony-dead check comes within
+    ``agent_phony_dead_check_interval``, each next one :data:`T_STATE_CHECK_INTERVAL_S` later;
+    cm_server sends the restart once ``phony_dead_effective_time`` checks in a row found it
+    (cm_server/cms_global_params.cpp: DealDnPhonyDead); then a failover's worth of time.
+    With ``enable_e2e_rto`` the agent checks every second and stops a T-state DN at once
+    (cma_common.cpp, cma_phony_dead_check.cpp: DnPhonyDeadProcessE2E), then as a killed DN.
+    """
+    if p.enable_e2e_rto:
+        return 1.0 + failover_s
+    return float(p.agent_phony_dead_check_interval
+                 + (p.phony_dead_effective_time - 1) * max(T_STATE_CHECK_INTERVAL_S, p.agent_phony_dead_check_interval)
+                 + failover_s)
+
+
 class OpenGaussCm(Engine):
     name = "opengauss-cm"
     summary = "openGauss + Cluster Manager (needs the user's openGauss packages, or an image that holds them)"
@@ -251,10 +275,7 @@ class OpenGaussCm(Engine):
         # Node loss: instance_heartbeat_timeout, about 6 arbitration rounds of ~1 s, the
         # failover itself, and DCC re-election when the CMS primary went too (§8: 12-20 s).
         failover = p.instance_heartbeat_timeout + 6 + 5 + 2 * p.cmserver_ha_heartbeat_timeout
-        # A frozen DN (SIGSTOP) is "phony dead" only after phony_dead_effective_time checks in a row,
-        # agent_phony_dead_check_interval apart (cm_agent/cm_server conf samples). Seen on the real
-        # binaries with the defaults: no failover or restart even within this bound (84 s); see docs.
-        phony = p.agent_phony_dead_check_interval * p.phony_dead_effective_time + failover
+        phony = frozen_primary_bound(p, failover)
         # Every node runs its own gs_initdb and CM then rebuilds each standby from the primary,
         # about a minute a standby on a 2-core host (seen on the real binaries: 7 nodes took
         # over 300 s), so the start deadline grows with the standbys.

@@ -9,6 +9,8 @@ grep -qE '^enable_ssl *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo '
 cm_ctl set --param --agent -k enable_ssl=off -n 2
 grep -qE '^disk_timeout *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'disk_timeout = 200' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k disk_timeout=200 -n 2
+grep -qE '^enable_e2e_rto *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'enable_e2e_rto = 0' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
+cm_ctl set --param --agent -k enable_e2e_rto=0 -n 2
 sed -i '/^unix_socket_directory *=/d' /var/lib/opengauss/cm/cm_agent/cm_agent.conf && echo 'unix_socket_directory = /var/lib/opengauss/tmp' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 grep -qE '^event_triggers *=' /var/lib/opengauss/cm/cm_agent/cm_agent.conf || echo 'event_triggers = {"on_start":"/usr/local/opengauss/cmlab/events/on_start.sh","on_stop":"/usr/local/opengauss/cmlab/events/on_stop.sh","on_failover":"/usr/local/opengauss/cmlab/events/on_failover.sh","on_switchover":"/usr/local/opengauss/cmlab/events/on_switchover.sh"}' >> /var/lib/opengauss/cm/cm_agent/cm_agent.conf
 cm_ctl set --param --agent -k 'event_triggers={"on_start":"/usr/local/opengauss/cmlab/events/on_start.sh","on_stop":"/usr/local/opengauss/cmlab/events/on_stop.sh","on_failover":"/usr/local/opengauss/cmlab/events/on_failover.sh","on_switchover":"/usr/local/opengauss/cmlab/events/on_switchover.sh"}' -n 2

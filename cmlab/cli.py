@@ -294,7 +294,7 @@ def hosts_down(name: str) -> None:
 @main.group()
 def fault() -> None:
     """Apply a fault. Targets: node names, az:<name>, primary, standbys,
-    sync-standby, arbiter-leader, databases, arbiters, all, one, minority,
+    sync-standby, arbiter-leader, cascade-upstream, databases, arbiters, all, one, minority,
     majority (comma-separated). `cmlab faults` lists them, `cmlab heal` undoes."""
 
 

@@ -411,6 +411,11 @@ class Engine(ABC):
         or None when none can be seen or the engine cannot tell."""
         return None
 
+    def upstream(self, plan: "LabPlan", access: NodeAccess, node: str) -> str | None:
+        """The node a standby (a cascade standby most of all) streams its WAL from now, or None
+        when it streams from none or the engine cannot tell. Default: None."""
+        return None
+
     @abstractmethod
     def dsn(self, plan: "LabPlan", host: str) -> str:
         """A libpq connection string for a client writing to ``host`` (a node

@@ -86,7 +86,8 @@ class Nemesis:
         if targets.needs_live_state(spec):
             state = self.engine.observe(self.plan, self.runtime.access(self.plan))
         return targets.resolve(spec, self.plan, state, self.rng,
-                               lambda: self.engine.quorum_leader(self.plan, self.runtime.access(self.plan)))
+                               lambda: self.engine.quorum_leader(self.plan, self.runtime.access(self.plan)),
+                               lambda node: self.engine.upstream(self.plan, self.runtime.access(self.plan), node))
 
     def _nodes(self, spec: str) -> tuple[str, ...]:
         return tuple(self.resolve(spec))

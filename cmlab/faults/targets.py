@@ -6,7 +6,8 @@ A target is a comma-separated union of:
 * ``az:<name>``: every node of that AZ;
 * a role, read from the live cluster: ``primary``, ``standbys`` (every
   standby, sync or not), ``sync-standby``, ``arbiter-leader`` (the leader of
-  the quorum group: the etcd leader, the CMS primary);
+  the quorum group: the etcd leader, the CMS primary), ``cascade-upstream``
+  (the node each cascade standby streams from now);
 * a role from the topology: ``databases``, ``arbiters`` (nodes with role
   quorum), ``all``;
 * a shape (Jepsen's): ``one`` (one node at random), ``minority``,
@@ -26,10 +27,10 @@ from cmlab.errors import FaultError
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.schema import Role
 
-HELP = ("node names, az:<name>, primary, standbys, sync-standby, arbiter-leader, "
+HELP = ("node names, az:<name>, primary, standbys, sync-standby, arbiter-leader, cascade-upstream, "
         "databases, arbiters, all, one, minority, majority (comma-separated)")
 #: Words that need the live cluster's roles.
-LIVE = {"primary", "standbys", "sync-standby", "arbiter-leader"}
+LIVE = {"primary", "standbys", "sync-standby", "arbiter-leader", "cascade-upstream"}
 
 
 def needs_live_state(spec: str) -> bool:
@@ -42,11 +43,13 @@ def resolve(
     state: ClusterState | None = None,
     rng: random.Random | None = None,
     quorum_leader: Callable[[], str | None] | None = None,
+    upstream: Callable[[str], str | None] | None = None,
 ) -> list[str]:
     """The node names ``spec`` designates, in topology order.
 
     :param state: the observed cluster, needed for live roles.
     :param quorum_leader: returns the quorum leader's node name (for ``arbiter-leader``).
+    :param upstream: returns the node a standby streams from (for ``cascade-upstream``).
     :raises FaultError: an unknown word, or a role no node has now.
     """
     rng = rng or random.Random()
@@ -55,14 +58,15 @@ def resolve(
     for word in (w.strip() for w in spec.split(",")):
         if not word:
             continue
-        chosen |= set(_one(word, plan, names, state, rng, quorum_leader))
+        chosen |= set(_one(word, plan, names, state, rng, quorum_leader, upstream))
     if not chosen:
         raise FaultError(f"target '{spec}' designates no node (use {HELP})")
     return [n for n in names if n in chosen]
 
 
 def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None, rng: random.Random,
-         quorum_leader: Callable[[], str | None] | None) -> list[str]:
+         quorum_leader: Callable[[], str | None] | None,
+         upstream: Callable[[str], str | None] | None = None) -> list[str]:
     if word in names:
         return [word]
     if word.startswith("az:"):
@@ -89,6 +93,8 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
             return [leader]
         if state is None:
             raise FaultError(f"target '{word}' needs the live cluster's roles")
+        if word == "cascade-upstream":
+            return _cascade_upstreams(state, upstream)
         roles = {"primary": {NodeRole.primary}, "standbys": {NodeRole.standby, NodeRole.sync_standby, NodeRole.cascade_standby},
                  "sync-standby": {NodeRole.sync_standby}}[word]
         found = [n.name for n in state.nodes if n.role in roles]
@@ -97,3 +103,15 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
                              + ", ".join(f"{n.name}={n.role.value}" for n in state.nodes) + ")")
         return found
     raise FaultError(f"unknown target '{word}' (use {HELP})")
+
+
+def _cascade_upstreams(state: ClusterState, upstream: Callable[[str], str | None] | None) -> list[str]:
+    cascades = [n.name for n in state.nodes if n.role is NodeRole.cascade_standby]
+    if not cascades:
+        raise FaultError("no node is a cascade standby now (roles: "
+                         + ", ".join(f"{n.name}={n.role.value}" for n in state.nodes) + ")")
+    found = [u for u in (upstream(c) if upstream else None for c in cascades) if u]
+    if not found:
+        raise FaultError(f"the upstream of cascade standby {', '.join(cascades)} cannot be seen now "
+                         "(not streaming, or the engine cannot tell)")
+    return found

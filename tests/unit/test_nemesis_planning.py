@@ -163,3 +163,26 @@ def test_isolating_with_the_clients_cuts_them_from_the_target_only(tmp_path, mon
 
     assert gateway in dropped("pg1")
     assert gateway not in dropped("pg2") | dropped("pg3")
+
+
+def test_cascade_upstream_is_the_node_each_cascade_standby_streams_from():
+    cascade = ClusterState(tuple(NodeState(n, r, True) for n, r in {
+        "pg1": NodeRole.primary, "pg2": NodeRole.standby, "pg3": NodeRole.standby,
+        "pg4": NodeRole.cascade_standby, "pg5": NodeRole.standby}.items()))
+    asked: list[str] = []
+    assert targets.resolve("cascade-upstream", plan(), cascade,
+                           upstream=lambda n: asked.append(n) or "pg3") == ["pg3"] and asked == ["pg4"]
+    with pytest.raises(FaultError, match="cannot be seen"):
+        targets.resolve("cascade-upstream", plan(), cascade, upstream=lambda n: None)
+    with pytest.raises(FaultError, match="no node is a cascade standby now"):
+        targets.resolve("cascade-upstream", plan(), state(), upstream=lambda n: "pg1")
+
+
+def test_the_upstream_is_read_from_the_walreceiver_channel():
+    from cmlab.engines.opengauss_cm.engine import upstream_of_channel
+
+    og = load(ROOT / "topologies" / "opengauss-cascade.yaml", default_registry())
+    og2 = str(og.node("og2").address)
+    out = f"{og.node('og4').address}:40512<--{og2}:5433\n"
+    assert upstream_of_channel(og, out) == "og2"
+    assert upstream_of_channel(og, "") is None

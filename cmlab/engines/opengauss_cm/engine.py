@@ -404,6 +404,25 @@ class OpenGaussCm(Engine):
             return None
         return primary.node if primary else None
 
+    def upstream(self, plan: LabPlan, access: NodeAccess, node: str) -> str | None:
+        """The node whose DN ``node``'s walreceiver connects to: the remote address of its
+        ``channel``, ``local:port<--remote:port`` (openGauss-server
+        src/gausskernel/storage/replication/walreceiver.cpp: pg_stat_get_wal_receiver)."""
+        p = CmParameters.model_validate(plan.parameters)
+        code, out = access.exec(plan.node(node), as_omm(["gsql", "-d", "postgres", "-p", str(p.dn_port), "-At", "-c",
+                                                         "select channel from pg_stat_get_wal_receiver()"]))
+        return upstream_of_channel(plan, out) if code == 0 else None
+
+
+def upstream_of_channel(plan: LabPlan, output: str) -> str | None:
+    """The node whose address is the remote end of a walreceiver ``channel`` in ``output``."""
+    by_address = {str(n.address): n.name for n in plan.nodes}
+    for line in output.splitlines():
+        if "<--" in line:
+            remote = line.strip().rsplit("<--", 1)[1].rsplit(":", 1)[0]
+            return by_address.get(remote)
+    return None
+
 
 def _snapshot(plan: LabPlan, q: CmQuery) -> Snapshot:
     primaries = q.primaries()

@@ -37,17 +37,13 @@ def test_the_cluster_comes_up_with_one_primary_and_the_vip_on_it(cm_lab: Lab):
     assert st.vip_holders == {"vip-az1": [st.primary]}
 
 
-FROZEN = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers: a SIGSTOPped primary DN is neither failed "
-                            "over nor restarted within its phony-dead bound (9 trials up to 2026-12-04); still to explain", strict=False)
-
-
 ISOLATED = pytest.mark.xfail(reason="seen on CM 6.0.0 with the default timers: a primary cut off from both peers was "
                               "not failed over within the 34 s fault window (1 trial, 2026-12-02), then failed over in "
                               "33.0 s, over the 29 s bound, with the VIP on both primaries for a while (1 trial, "
                               "2026-12-04); still to explain", strict=False)
 
 
-@pytest.mark.parametrize("name", ["kill-primary", pytest.param("freeze-primary-db", marks=FROZEN),
+@pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db",
                                   pytest.param("isolate-primary", marks=ISOLATED), "vip-removed",
                                   "kill-arbiter-leader", "isolate-arbiter-leader"])
 def test_scenario_on_cm(cm_lab: Lab, name: str, tmp_path):
@@ -115,3 +111,25 @@ TWO_NODE_SLOW = pytest.mark.xfail(reason=(
 @pytest.mark.parametrize("name", [pytest.param("kill-primary", marks=TWO_NODE_SLOW), "gateway-loss"])
 def test_two_node_scenario_on_cm(cm_two_node_lab: Lab, name: str, tmp_path):
     measured(cm_two_node_lab, name, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def cm_cascade_lab(docker_client, request, tmp_path_factory):
+    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-cascade", "e2e-cmcas")
+    yield from lab_up(request, path)
+
+
+def test_cascade_upstream_killed_on_cm(cm_cascade_lab: Lab, tmp_path):
+    """CM does not fail a cascade standby over; once its upstream is back it streams again."""
+    measured(cm_cascade_lab, "kill-cascade-upstream", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def cm_share_disk_lab(docker_client, request, tmp_path_factory):
+    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-share-disk", "e2e-cmdisk")
+    yield from lab_up(request, path)
+
+
+@pytest.mark.parametrize("name", ["voting-disk-readonly", "voting-disk-detached"])
+def test_voting_disk_loss_shorter_than_disk_timeout_on_cm(cm_share_disk_lab: Lab, name: str, tmp_path):
+    measured(cm_share_disk_lab, name, tmp_path)

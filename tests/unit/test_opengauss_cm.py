@@ -337,6 +337,20 @@ def test_real_cm_ctl_show():
     assert show.vip_holders() == {"10.213.20.100": ["og1"]}
 
 
+@pytest.mark.parametrize("name", ["query-Cvidp-paused.txt", "query-Cvidpz-ALL-paused.txt", "gs_om-status-detail-paused.txt"])
+def test_real_paused_outputs_say_pausing(name):
+    """Captured with CM's pause file on every node (what `cm_ctl pause` touches through pssh)."""
+    q = parse((REAL / name).read_text())
+    assert q.pausing and q.cluster_state == "Normal" and q.cms_primary().node == "og1"
+    assert [(d.node, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", "Primary", "Normal"), ("og2", "Standby", "Normal"), ("og3", "Standby", "Normal")]
+
+
+def test_real_cm_ctl_show_while_paused():
+    show = parse_show((REAL / "show-paused.txt").read_text())
+    assert show.connected and not show.cut_links() and show.vip_holders() == {"10.213.20.100": ["og1"]}
+
+
 def test_values_go_bare_and_what_cm_ctl_refuses_is_written_into_the_file():
     # CM's daemons keep quotes in string values (get_config_param), and cm_ctl refuses a value
     # starting with '/' (ctl_param_check.cpp: CheckParameterValueType); seen on the real binaries.

@@ -403,3 +403,10 @@ def test_a_frozen_primary_bound_follows_cm_s_t_state_check_interval():
     assert frozen_primary_bound(CmParameters(enable_e2e_rto=True), 25.0) == 26
     plan = load(ROOT / "topologies" / "opengauss-1az.yaml", REG)
     assert OpenGaussCm().timing(plan).frozen_primary_s == frozen_primary_bound(CmParameters(), OpenGaussCm().timing(plan).failover_s)
+
+
+def test_real_voting_disk_lost_stops_every_dn():
+    q = parse((REAL / "query-Cvidp-voting-disk-lost.txt").read_text())
+    assert q.cluster_state == "Unavailable" and q.cms_primary().node == "og1"
+    assert [(d.node, d.dynamic_role, d.state) for d in q.datanodes] == [
+        ("og1", "Down", "Unknown"), ("og2", "Down", "Unknown"), ("og3", "Down", "Unknown")]

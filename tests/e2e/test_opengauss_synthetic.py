@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import yaml
 from cmlab.api import Lab
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.errors import LabError
 from cmlab.runtime.docker import daemon_hard_limit
 from cmlab.wait import wait_for
 
@@ -70,11 +72,11 @@ def _tar(members: dict[str, str], mode: str) -> bytes:
     return buf.getvalue()
 
 
-def synthetic_all_package(path: Path) -> Path:
+def synthetic_all_package(path: Path, standins: dict[str, dict[str, str]] = STANDINS) -> Path:
     inner = {
-        "openGauss-Server-0.0.0-synthetic.tar.bz2": _tar(STANDINS["server"], "w:bz2"),
-        "openGauss-CM-0.0.0-synthetic.tar.gz": _tar(STANDINS["cm"], "w:gz"),
-        "openGauss-OM-0.0.0-synthetic.tar.gz": _tar(STANDINS["om"], "w:gz"),
+        "openGauss-Server-0.0.0-synthetic.tar.bz2": _tar(standins["server"], "w:bz2"),
+        "openGauss-CM-0.0.0-synthetic.tar.gz": _tar(standins["cm"], "w:gz"),
+        "openGauss-OM-0.0.0-synthetic.tar.gz": _tar(standins["om"], "w:gz"),
     }
     outer = io.BytesIO()
     with tarfile.open(fileobj=outer, mode="w") as tar:
@@ -95,11 +97,10 @@ def kept_alive(lab: Lab) -> str:
     return "om_monitor" if cap is None or cap >= wanted else "cm_agent"
 
 
-@pytest.fixture
-def lab(docker_client, tmp_path):
-    package = synthetic_all_package(tmp_path / "openGauss-All-0.0.0-synthetic.tar.gz")
+def synthetic_lab(tmp_path: Path, name: str, standins: dict[str, dict[str, str]] = STANDINS):
+    package = synthetic_all_package(tmp_path / "openGauss-All-0.0.0-synthetic.tar.gz", standins)
     data = yaml.safe_load((ROOT / "topologies" / "opengauss-1az.yaml").read_text())
-    data.update(name="e2e-cm-synth")
+    data.update(name=name)
     data["parameters"]["package"] = str(package)
     path = tmp_path / "cm.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -109,6 +110,29 @@ def lab(docker_client, tmp_path):
     finally:
         lab.down()
         assert_lab_gone(lab)
+
+
+@pytest.fixture
+def lab(docker_client, tmp_path):
+    yield from synthetic_lab(tmp_path, "e2e-cm-synth")
+
+
+#: What the dynamic loader prints when a binary needs a symbol no library gives (seen on a
+#: real CM built against a libdcc.so that no longer exported CBB's cs_tcp_recv).
+UNLOADABLE = '#!/bin/sh\necho "$0: symbol lookup error: $0: undefined symbol: cs_tcp_recv" >&2\nexit 127\n'
+
+
+def test_a_cm_agent_the_loader_refuses_fails_up_at_once_with_its_error(docker_client, tmp_path):
+    standins = {**STANDINS, "cm": {**STANDINS["cm"], "bin/cm_agent": UNLOADABLE}}
+    for lab in synthetic_lab(tmp_path, "e2e-cm-unloadable", standins):
+        if kept_alive(lab) != "cm_agent":
+            pytest.skip("om_monitor keeps cm_agent alive on this host (open files allowed), not cmlab-cm-start")
+        started = time.monotonic()
+        with pytest.raises(LabError, match="stopped while the lab was starting") as err:
+            lab.up()
+        # Without the check, up waited its whole start deadline (420 s for this lab).
+        assert time.monotonic() - started < lab.timing.start_s / 2
+        assert "cm_agent cannot run" in str(err.value) and "undefined symbol: cs_tcp_recv" in str(err.value)
 
 
 def test_the_image_unpacks_the_all_package_and_each_node_starts_the_cm_stack_in_order(lab: Lab):

@@ -23,7 +23,7 @@ from cmlab.engines.base import (BuildInputs, ClusterState, ContainerSpec, Engine
                                 NodeRole, NodeState, Snapshot, Timing)
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
-from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, parse
+from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, CmQueryParseError, parse
 from cmlab.engines.opengauss_cm.reader import QueryStream
 from cmlab.engines.opengauss_cm.package import OpenGaussInputs, inspect as inspect_package
 from cmlab.engines.opengauss_cm.show import CmShow, parse_show
@@ -293,9 +293,14 @@ class OpenGaussCm(Engine):
     def query(self, plan: LabPlan, access: NodeAccess) -> CmQuery:
         """``cm_ctl query -Cvidp`` from the first running node that answers.
 
-        :raises EngineError: no node could run it.
+        :raises EngineError: no node could run it, or what it printed cannot be read (an
+            empty or cut output is a cluster not ready, not a crash of the caller's wait).
         """
-        return parse(self._cm_ctl(plan, access, ["query", "-Cvidp"]))
+        out = self._cm_ctl(plan, access, ["query", "-Cvidp"])
+        try:
+            return parse(out)
+        except CmQueryParseError as exc:
+            raise EngineError(f"cm_ctl query -Cvidp printed what cannot be read ({exc}): {out.strip()[-200:]!r}") from exc
 
     def _cm_ctl(self, plan: LabPlan, access: NodeAccess, args: list[str]) -> str:
         """``cm_ctl <args>`` as omm on the first running node whose cm_ctl reaches a CMS.

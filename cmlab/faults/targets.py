@@ -66,7 +66,7 @@ def resolve(
 
 def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None, rng: random.Random,
          quorum_leader: Callable[[], str | None] | None,
-         upstream: Callable[[str], str | None] | None = None) -> list[str]:
+         upstream: Callable[[str], str | None] | None) -> list[str]:
     if word in names:
         return [word]
     if word.startswith("az:"):
@@ -99,8 +99,7 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
                  "sync-standby": {NodeRole.sync_standby}}[word]
         found = [n.name for n in state.nodes if n.role in roles]
         if not found:
-            raise FaultError(f"no node is {word.replace('-', ' ')} now (roles: "
-                             + ", ".join(f"{n.name}={n.role.value}" for n in state.nodes) + ")")
+            raise FaultError(f"no node is {word.replace('-', ' ')} now (roles: {_roles(state)})")
         return found
     raise FaultError(f"unknown target '{word}' (use {HELP})")
 
@@ -108,10 +107,13 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
 def _cascade_upstreams(state: ClusterState, upstream: Callable[[str], str | None] | None) -> list[str]:
     cascades = [n.name for n in state.nodes if n.role is NodeRole.cascade_standby]
     if not cascades:
-        raise FaultError("no node is a cascade standby now (roles: "
-                         + ", ".join(f"{n.name}={n.role.value}" for n in state.nodes) + ")")
+        raise FaultError(f"no node is a cascade standby now (roles: {_roles(state)})")
     found = [u for u in (upstream(c) if upstream else None for c in cascades) if u]
     if not found:
         raise FaultError(f"the upstream of cascade standby {', '.join(cascades)} cannot be seen now "
                          "(not streaming, or the engine cannot tell)")
     return found
+
+
+def _roles(state: ClusterState) -> str:
+    return ", ".join(f"{n.name}={n.role.value}" for n in state.nodes)

@@ -15,6 +15,8 @@ import gzip
 import io
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,7 +99,8 @@ def kept_alive(lab: Lab) -> str:
     return "om_monitor" if cap is None or cap >= wanted else "cm_agent"
 
 
-def synthetic_lab(tmp_path: Path, name: str, standins: dict[str, dict[str, str]] = STANDINS):
+@contextmanager
+def synthetic_lab(tmp_path: Path, name: str, standins: dict[str, dict[str, str]] = STANDINS) -> Iterator[Lab]:
     package = synthetic_all_package(tmp_path / "openGauss-All-0.0.0-synthetic.tar.gz", standins)
     data = yaml.safe_load((ROOT / "topologies" / "opengauss-1az.yaml").read_text())
     data.update(name=name)
@@ -114,7 +117,8 @@ def synthetic_lab(tmp_path: Path, name: str, standins: dict[str, dict[str, str]]
 
 @pytest.fixture
 def lab(docker_client, tmp_path):
-    yield from synthetic_lab(tmp_path, "e2e-cm-synth")
+    with synthetic_lab(tmp_path, "e2e-cm-synth") as lab:
+        yield lab
 
 
 #: What the dynamic loader prints when a binary needs a symbol no library gives (seen on a
@@ -124,7 +128,7 @@ UNLOADABLE = '#!/bin/sh\necho "$0: symbol lookup error: $0: undefined symbol: cs
 
 def test_a_cm_agent_the_loader_refuses_fails_up_at_once_with_its_error(docker_client, tmp_path):
     standins = {**STANDINS, "cm": {**STANDINS["cm"], "bin/cm_agent": UNLOADABLE}}
-    for lab in synthetic_lab(tmp_path, "e2e-cm-unloadable", standins):
+    with synthetic_lab(tmp_path, "e2e-cm-unloadable", standins) as lab:
         if kept_alive(lab) != "cm_agent":
             pytest.skip("om_monitor keeps cm_agent alive on this host (open files allowed), not cmlab-cm-start")
         started = time.monotonic()

@@ -330,8 +330,10 @@ class Lab:
 
     def ensure_ready(self) -> LabStatus:
         """Wait for a ready cluster; if it is not ready within the engine's
-        start deadline, have the engine repair each unhealthy node and wait
-        once more (between trials: a trial must start from a healthy cluster).
+        start deadline, have the engine repair each unhealthy node (or, when
+        every node is healthy, the primary: the fault is the cluster's, as a
+        Patroni primary left asynchronous) and wait once more (between
+        trials: a trial must start from a healthy cluster).
 
         :raises WaitTimeout: still not ready.
         """
@@ -339,10 +341,10 @@ class Lab:
             return self.wait_ready(self.timing.start_s)
         except WaitTimeout:
             status = self.status()
-            for row in status.rows:
-                if not row.healthy or (row.role != NodeRole.primary.value and row.lag_bytes is None and row.role != NodeRole.arbiter.value):
-                    log.warning("lab %s: repairing %s (%s)", self.plan.name, row.node, row.detail)
-                    self.engine.repair(self.plan, self.runtime.access(self.plan), row.node)
+            access = self.runtime.access(self.plan)
+            for node in to_repair(status):
+                log.warning("lab %s: repairing %s (%s)", self.plan.name, node, status.not_ready)
+                self.engine.repair(self.plan, access, node)
             return self.wait_ready(self.timing.start_s)
 
     def wait_primary(self, deadline_s: float, not_on: str | None = None) -> tuple[str, float]:
@@ -431,6 +433,17 @@ class Lab:
 def labs(client: docker.DockerClient | None = None) -> list[str]:
     """Names of the labs on this Docker engine, and of the labs across hosts started from here."""
     return sorted(set(DockerRuntime(client or connect()).labs()) | set(saved_labs()))
+
+
+def to_repair(status: LabStatus) -> list[str]:
+    """The nodes :meth:`Lab.ensure_ready` has the engine repair in a lab that is
+    not ready: the unhealthy ones and the standbys that stream nothing; when
+    every node is fine, the primary (the fault is the cluster's)."""
+    sick = [row.node for row in status.rows if not row.healthy or (
+        row.role not in (NodeRole.primary.value, NodeRole.arbiter.value) and row.lag_bytes is None)]
+    if sick or status.ready or not status.primary:
+        return sick
+    return [status.primary]
 
 
 def down(name: str, client: docker.DockerClient | None = None, forget: bool = False) -> Removed:

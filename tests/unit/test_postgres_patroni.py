@@ -137,13 +137,28 @@ def test_observe_maps_patroni_roles_and_reports_readiness():
 
 def test_a_standby_named_in_the_sync_key_is_sync_only_when_the_primary_replicates_synchronously_to_it():
     # Patroni 3.0.2's /cluster calls the /sync key's members sync_standby whoever the
-    # key's leader is; a stale key after a switchover left the primary asynchronous.
+    # key's leader is; a stale key after a switchover, or Patroni restarted on the
+    # primary (CI, patroni/patroni#2877), left the primary asynchronous.
     plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
     cluster = quickstart_cluster(pg3_lag=0)
     asynchronous = [{"application_name": n, "state": "streaming", "sync_state": "async"} for n in ("pg2", "pg3")]
     state = ENGINE.observe(plan, FakeAccess(cluster, replication=asynchronous))
     assert state.node("pg2").role is NodeRole.standby
-    assert not state.ready and state.not_ready == "no sync standby yet"
+    assert not state.ready
+    assert state.not_ready.startswith("no sync standby: Patroni's /sync key names pg2, but the primary does not replicate")
+    assert "patroni/patroni#2877" in state.not_ready
+
+
+def test_no_sync_standby_is_only_not_yet_when_the_primary_does_not_answer():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+
+    class Silent(FakeAccess):
+        def http_json(self, node, port, path, timeout_s):
+            if path == "/patroni":
+                raise ConnectionRefusedError("Patroni restarting")
+            return super().http_json(node, port, path, timeout_s)
+
+    assert ENGINE.observe(plan, Silent(quickstart_cluster(pg3_lag=0))).not_ready == "no sync standby yet"
 
 
 class SwitchoverAccess(FakeAccess):
@@ -183,6 +198,17 @@ def test_switchover_gives_up_when_the_leader_keeps_its_sync_key():
         ENGINE.switchover(plan, access, "pg2")
     assert not any("/switchover" in c for c in access.calls)
     assert access.calls[-1] == 'PATCH /config {"synchronous_mode": true}'
+
+
+def test_repair_on_the_leader_pauses_synchronous_mode_until_the_sync_key_is_gone_then_resumes_it():
+    plan = load(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    access = SwitchoverAccess(quickstart_cluster(), sync_reads=1)
+    ENGINE.repair(plan, access, "pg1")
+    assert access.calls == ['PATCH /config {"synchronous_mode": false}', "read /sync", "read /sync",
+                            'PATCH /config {"synchronous_mode": true}']
+    standby = SwitchoverAccess(quickstart_cluster(), sync_reads=0)
+    ENGINE.repair(plan, standby, "pg3")
+    assert standby.calls == ['POST /reinitialize {"force": true}']
 
 
 class RestAccess:
@@ -232,3 +258,21 @@ def test_a_standby_on_another_timeline_than_the_primarys_is_not_healthy():
     out = {s.name: s for s in _behind_the_primarys_timeline(states)}
     assert out["pg1"].healthy and out["pg2"].healthy
     assert not out["pg4"].healthy and "on timeline 1 (the primary's: 2)" in out["pg4"].detail
+
+
+def test_ensure_ready_repairs_the_sick_nodes_or_else_the_primary_of_a_cluster_not_ready():
+    from cmlab.api import LabStatus, NodeRow, to_repair
+    from cmlab.engines.base import ClusterState, NodeState
+
+    def status(rows, not_ready):
+        states = tuple(NodeState(r.node, NodeRole(r.role), healthy=r.healthy) for r in rows)
+        return LabStatus("l", "postgres-patroni", ClusterState(states, not_ready), {}, rows, not_ready)
+
+    primary = NodeRow("pg1", "az1", "10.0.0.1", "primary", None, True, "running")
+    streaming = NodeRow("pg2", "az1", "10.0.0.2", "standby", 0, True, "streaming")
+    lagless = NodeRow("pg3", "az1", "10.0.0.3", "standby", None, True, "running")
+    sick = NodeRow("pg3", "az1", "10.0.0.3", "standby", 0, False, "stopped")
+    assert to_repair(status([primary, streaming, lagless], "not streaming yet: pg3")) == ["pg3"]
+    assert to_repair(status([primary, streaming, sick], "not healthy: pg3")) == ["pg3"]
+    assert to_repair(status([primary, streaming], "no sync standby: Patroni's /sync key names pg2, ...")) == ["pg1"]
+    assert to_repair(status([primary, streaming], "")) == []

@@ -9,10 +9,10 @@ postmaster is re-parented to PID 1 and must be reaped: reference §7).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cmlab.engines.base import (
@@ -170,9 +170,26 @@ class PostgresPatroni(Engine):
         return out
 
     def repair(self, plan: LabPlan, access: NodeAccess, node: str) -> None:
-        """``POST /reinitialize`` (force): Patroni rebuilds the replica with
-        pg_basebackup from the leader (Patroni docs rest_api.rst)."""
-        access.http_post(plan.node(node), config.REST_PORT, "/reinitialize", {"force": True}, 10.0)
+        """A standby: ``POST /reinitialize`` (force), Patroni rebuilds it with
+        pg_basebackup from the leader (Patroni docs rest_api.rst).
+
+        The leader: synchronous mode is paused until the leader has deleted its
+        ``/sync`` key, then resumed, so that Patroni picks a sync standby and
+        sets ``synchronous_standby_names`` afresh. That is the way out of the
+        state Patroni before 3.2 never leaves by itself (patroni/patroni#2877):
+        the key names a standby while the primary replicates asynchronously,
+        as after Patroni restarts on the primary. Takes up to two HA loops
+        plus retry_timeout (seconds).
+
+        :raises EngineError: Patroni refused the change, or kept its key.
+        """
+        if node != self.leader(plan, access):
+            access.http_post(plan.node(node), config.REST_PORT, "/reinitialize", {"force": True}, 10.0)
+            return
+        p = PatroniParameters.model_validate(plan.parameters)
+        if p.synchronous_mode:
+            with self._synchronous_mode_paused(plan, access, plan.node(node), p):
+                pass
 
     def switchover(self, plan: LabPlan, access: NodeAccess, candidate: str) -> None:
         """``POST /switchover`` to the current leader's REST API (Patroni docs rest_api.rst)."""
@@ -183,20 +200,25 @@ class PostgresPatroni(Engine):
             return
         node = plan.node(leader)
         p = PatroniParameters.model_validate(plan.parameters)
-        sync = p.synchronous_mode
         # In synchronous mode Patroni switches over only to the sync standby; to reach
         # another node, synchronous mode is paused for the switchover (PATCH /config is dynamic).
-        if sync:
-            self._set_sync(access, node, False)
-        try:
-            if sync:
-                self._wait_sync_key_gone(plan, access, p)
+        with self._synchronous_mode_paused(plan, access, node, p) if p.synchronous_mode else contextlib.nullcontext():
             status, body = access.http_post(node, config.REST_PORT, "/switchover", {"leader": leader, "candidate": candidate}, 30.0)
-        finally:
-            if sync:
-                self._set_sync(access, node, True)
         if status != 200:
             raise EngineError(f"switchover {leader} -> {candidate} refused (HTTP {status}): {body.strip()}")
+
+    @classmethod
+    @contextlib.contextmanager
+    def _synchronous_mode_paused(cls, plan: LabPlan, access: NodeAccess, leader: NodePlan,
+                                 p: PatroniParameters) -> Iterator[None]:
+        """Synchronous mode off (``PATCH /config``, dynamic) until the leader has
+        deleted its ``/sync`` key; back on when the block ends, whatever happens in it."""
+        cls._set_sync(access, leader, False)
+        try:
+            cls._wait_sync_key_gone(plan, access, p)
+            yield
+        finally:
+            cls._set_sync(access, leader, True)
 
     @staticmethod
     def _wait_sync_key_gone(plan: LabPlan, access: NodeAccess, p: PatroniParameters) -> None:
@@ -256,7 +278,8 @@ class PostgresPatroni(Engine):
             members = {m["name"]: m for m in data.get("members", [])}
             break
         p = PatroniParameters.model_validate(plan.parameters)
-        synchronous = _synchronous_standbys(plan, access, leader) if running.get(leader or "") else set()
+        synchronous = _synchronous_standbys(plan, access, leader) if running.get(leader or "") else None
+        named_not_synchronous: list[str] = []
         states = []
         for node in plan.nodes:
             if not running[node.name]:
@@ -268,10 +291,12 @@ class PostgresPatroni(Engine):
                     continue
                 lag = m.get("lag")
                 role = _ROLES.get(m.get("role", ""), NodeRole.unknown)
-                if role is NodeRole.sync_standby and node.name not in synchronous:
+                if role is NodeRole.sync_standby and node.name not in (synchronous or ()):
                     # /cluster names the /sync key's members whoever its leader; the
                     # primary may not replicate synchronously to them (yet).
                     role = NodeRole.standby
+                    if synchronous is not None:
+                        named_not_synchronous.append(node.name)
                 states.append(NodeState(
                     node.name, role,
                     healthy=m.get("state") in ("running", "streaming"),
@@ -282,18 +307,18 @@ class PostgresPatroni(Engine):
                 healthy = _etcd_healthy(access, node)
                 states.append(NodeState(node.name, NodeRole.arbiter, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
         states = _behind_the_primarys_timeline(states)
-        return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p))
+        return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p, named_not_synchronous))
 
 
-def _synchronous_standbys(plan: LabPlan, access: NodeAccess, leader: str) -> set[str]:
+def _synchronous_standbys(plan: LabPlan, access: NodeAccess, leader: str) -> set[str] | None:
     """The standbys the leader's PostgreSQL replicates to synchronously:
     ``sync_state`` ``sync`` (or ``quorum``) in its ``pg_stat_replication``, as
-    Patroni's ``GET /patroni`` lists it under ``replication``. Empty when the
-    leader does not answer."""
+    Patroni's ``GET /patroni`` lists it under ``replication``. None when the
+    leader does not answer (unknown, not "none")."""
     try:
         data = access.http_json(plan.node(leader), config.REST_PORT, "/patroni", HTTP_TIMEOUT_S)
     except (OSError, ValueError):
-        return set()
+        return None
     return {r.get("application_name", "") for r in data.get("replication", []) if r.get("sync_state") in ("sync", "quorum")}
 
 
@@ -375,7 +400,8 @@ def _behind_the_primarys_timeline(states: list[NodeState]) -> list[NodeState]:
     return out
 
 
-def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters) -> str:
+def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters,
+                   named_not_synchronous: Sequence[str] = ()) -> str:
     db = [s for s in states if plan.node(s.name).has(Role.database)]
     primaries = [s for s in db if s.role is NodeRole.primary]
     if len(primaries) != 1:
@@ -387,6 +413,15 @@ def _why_not_ready(plan: LabPlan, states: list[NodeState], p: PatroniParameters)
     if lagless:
         return f"not streaming yet: {', '.join(lagless)}"
     if p.synchronous_mode and len(db) > 1 and not any(s.role is NodeRole.sync_standby for s in db):
+        if named_not_synchronous:
+            # Patroni's order is synchronous_standby_names first, /sync second; a key
+            # ahead of the primary is the inconsistency Patroni < 3.2 never repairs
+            # (patroni/patroni#2877), seen after Patroni restarted on the primary:
+            # writes are acknowledged asynchronously while the key lets the named
+            # standby be promoted. `repair` on the leader resets it.
+            return (f"no sync standby: Patroni's /sync key names {', '.join(named_not_synchronous)}, but the primary "
+                    "does not replicate to it synchronously (for good when Patroni before 3.2 restarted on the "
+                    "primary, patroni/patroni#2877; `repair` on the primary resets it)")
         return "no sync standby yet"
     return ""
 

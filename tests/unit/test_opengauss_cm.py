@@ -64,6 +64,17 @@ def test_two_node_mode_points_cm_at_the_router():
     server = config.server_overrides(plan, p)
     assert server["cms_enable_failover_on2nodes"] == "true"
     assert server["third_party_gateway_ip"] == str(plan.azs[0].router_address)
+    assert server["cms_network_isolation_timeout"] == 20
+
+
+def test_two_node_failover_waits_for_the_lone_cms_to_work_as_a_minority():
+    """The survivor's CMS counts cms_network_isolation_timeout 1 s rounds before DCC
+    lets it act alone (cms_monitor_main.cpp); seen: promoted at 40.8 s."""
+    two = load(ROOT / "topologies" / "opengauss-two-node.yaml", REG)
+    one = load(ROOT / "topologies" / "opengauss-1az.yaml", REG)
+    assert OpenGaussCm().timing(two).failover_s == OpenGaussCm().timing(one).failover_s + 20
+    slower = load(ROOT / "topologies" / "opengauss-two-node.yaml", REG, parameters={"cms_network_isolation_timeout": 30})
+    assert OpenGaussCm().timing(slower).failover_s == OpenGaussCm().timing(one).failover_s + 30
 
 
 def test_share_disk_mode_gives_the_voting_disk_to_agent_and_server_and_keeps_dcc():

@@ -168,6 +168,7 @@ def server_overrides(plan: LabPlan, p: CmParameters) -> dict[str, object]:
     if p.two_node:
         out["cms_enable_failover_on2nodes"] = "true"
         out["third_party_gateway_ip"] = third_party_gateway(plan)
+        out["cms_network_isolation_timeout"] = p.cms_network_isolation_timeout
     if p.voting_disk:
         out["voting_disk_path"] = _disk_path(plan, p.voting_disk)
     if p.share_disk:

@@ -275,6 +275,12 @@ class OpenGaussCm(Engine):
         # Node loss: instance_heartbeat_timeout, about 6 arbitration rounds of ~1 s, the
         # failover itself, and DCC re-election when the CMS primary went too (§8: 12-20 s).
         failover = p.instance_heartbeat_timeout + 6 + 5 + 2 * p.cmserver_ha_heartbeat_timeout
+        if p.two_node:
+            # The survivor's CMS cannot reach DCC's other member: it counts
+            # cms_network_isolation_timeout monitor rounds of 1 s before DCC works as a
+            # minority of one and it can be primary and fail the DN over
+            # (cms_monitor_main.cpp: CheckDdbClusterStatusOn2Nodes, DoDdbStatusCheckAndSet).
+            failover += p.cms_network_isolation_timeout
         phony = frozen_primary_bound(p, failover)
         # Every node runs its own gs_initdb and CM then rebuilds each standby from the primary,
         # about a minute a standby on a 2-core host (seen on the real binaries: 7 nodes took

@@ -35,6 +35,9 @@ class CmParameters(BaseModel):
     dn_port: int = Field(default=5432, ge=1024, le=65000, description="DN port (the DN also uses port+1 and port+4)")
     cm_server_port: int = Field(default=25000, ge=1024, le=65000, description="cmServerPortBase (CM also uses +1 and +2)")
     two_node: bool = Field(default=False, description="two-node mode: cms_enable_failover_on2nodes, the router (or AZ gateway) as third_party_gateway_ip")
+    cms_network_isolation_timeout: int = Field(default=20, ge=10, description="two-node mode: cm_server monitor rounds "
+                                               "(about 1 s each) a CMS that lost its peer waits before DCC works as a "
+                                               "minority of one and it can act alone")
     dn_arbitrate_mode: Literal["quorum", "paxos", "share_disk"] = "quorum"
     voting_disk: str | None = Field(default=None, description="name of a block disk (topology disks:) used as voting disk")
     share_disk: str | None = Field(default=None, description="name of a block disk used as share disk (ddb_type=2)")

@@ -33,3 +33,5 @@ grep -qE '^cms_enable_failover_on2nodes *=' /var/lib/opengauss/cm/cm_server/cm_s
 cm_ctl set --param --server -k cms_enable_failover_on2nodes=true -n 2
 grep -qE '^third_party_gateway_ip *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'third_party_gateway_ip = 10.213.41.254' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
 cm_ctl set --param --server -k third_party_gateway_ip=10.213.41.254 -n 2
+grep -qE '^cms_network_isolation_timeout *=' /var/lib/opengauss/cm/cm_server/cm_server.conf || echo 'cms_network_isolation_timeout = 20' >> /var/lib/opengauss/cm/cm_server/cm_server.conf
+cm_ctl set --param --server -k cms_network_isolation_timeout=20 -n 2

@@ -128,12 +128,17 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     runner = ScheduleRunner(lab, nemesis, events, probes, old, scenario.time_limit_s(timing), cadence.write_interval_s)
     probes.start()
     final: str | None = None
+    quorum_leader: str | None = None
     try:
         clients = [w for w in probes.writers if is_client_writer(w.name)]
         wait_for(lambda: sum(len(w.acked()) for w in clients), lambda n: n >= WARMUP_ACKS, 10 + WARMUP_S, 0.05,
                  "acknowledged writes of the clients (through the VIP) before the fault")
         time.sleep(max(0.0, probes.t_start + WARMUP_S - time.monotonic()))  # bounded: at most WARMUP_S
-        events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old, seed=seed)
+        # Who leads the quorum (etcd; CM: the CMS primary) when the fault comes: losing
+        # it with the primary adds an election, which explains spreads between trials.
+        quorum_leader = lab.engine.quorum_leader(lab.plan, lab.runtime.access(lab.plan))
+        events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old, seed=seed,
+                      quorum_leader=quorum_leader)
         try:
             timeline += runner.run(schedule)
         finally:
@@ -165,7 +170,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     history.events = sorted((e for e in recorded if t0 <= e.get("t", 0) <= t1), key=lambda e: e["t"])
     history.meta.update({
         "scenario": scenario.name, "trial": index, "seed": seed, "lab": lab.plan.name, "engine": lab.plan.engine,
-        "old_primary": old, "final_primary": final,
+        "old_primary": old, "quorum_leader": quorum_leader, "final_primary": final,
         "database_nodes": [n.name for n in lab.plan.nodes_with(Role.database)],
         "vip_of": {n.name: v.name for n in lab.plan.nodes for v in lab.plan.vips if v.az == n.az},
         **({"stored": sorted(stored)} if stored is not None else {}),

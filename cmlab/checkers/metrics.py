@@ -192,6 +192,9 @@ class Metric:
 METRICS: list[Metric] = [
     Metric("scenario", "name", "the scenario the trial ran", lambda f: str(f.h.meta.get("scenario", ""))),
     Metric("old_primary", "node", "the primary when the fault was applied", lambda f: f.old),
+    Metric("quorum_leader", "node", "the quorum leader (the etcd leader; CM: the CMS primary) when the trial "
+           "started; on the old primary's node, the fault costs an election too",
+           lambda f: f.h.meta.get("quorum_leader")),
     Metric("new_primary", "node", "the first other node to acknowledge a write made straight to it after the "
            "fault; without one, the final primary", lambda f: f.new),
     Metric("failover", "bool", "whether another node became primary (acknowledged a write made straight to it)",

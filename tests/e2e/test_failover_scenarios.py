@@ -18,6 +18,7 @@ from cmlab.api import Lab
 from cmlab.checkers.assertions import assert_failover, assert_no_lost_writes, assert_no_split_brain, assert_rto_under
 from cmlab.faults.host import capabilities
 from cmlab.scenarios import get
+from cmlab.topology.schema import Role
 from cmlab.trials import run_scenario
 
 from .conftest import example_topology, lab_up
@@ -40,7 +41,8 @@ def measured(lab: Lab, name: str, tmp_path) -> None:
     m = trial.metrics
     fmt = lambda v: "-" if v is None else f"{v:.2f} s"  # noqa: E731
     bound = scenario.rto_bound_s(lab.timing)
-    print(f"\n{name}: {m.old_primary} -> {m.new_primary}; client RTO {fmt(m.client_rto_s)} (bound {fmt(bound)}), "
+    assert m.quorum_leader in {n.name for n in lab.plan.nodes_with(Role.quorum)}
+    print(f"\n{name}: {m.old_primary} -> {m.new_primary} (quorum leader {m.quorum_leader}); client RTO {fmt(m.client_rto_s)} (bound {fmt(bound)}), "
           f"detection {fmt(m.detection_s)}, promotion {fmt(m.promotion_s)}, VIP {fmt(m.vip_s)}, "
           f"following {fmt(m.following_s)}; {m.acked_writes} acked, {len(m.lost_writes)} lost, "
           f"{len(m.split_brain)} split-brain, {len(m.duplicate_vip)} duplicate-VIP intervals; probes {m.probe_cpu_percent} % CPU")

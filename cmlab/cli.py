@@ -23,6 +23,7 @@ from rich.table import Table
 from cmlab import api
 from cmlab.engines.registry import default_registry
 from cmlab.errors import CmlabError
+from cmlab.faults import targets
 from cmlab.progress import Progress
 from cmlab.topology import resolve
 from cmlab.topology.schema import Topology
@@ -291,11 +292,9 @@ def hosts_down(name: str) -> None:
               f"{removed['networks']} networks")
 
 
-@main.group()
+@main.group(help=f"Apply a fault. Targets: {targets.HELP}. `cmlab faults` lists them, `cmlab heal` undoes.")
 def fault() -> None:
-    """Apply a fault. Targets: node names, az:<name>, primary, standbys,
-    sync-standby, arbiter-leader, cascade-upstream, databases, arbiters, all, one, minority,
-    majority (comma-separated). `cmlab faults` lists them, `cmlab heal` undoes."""
+    pass
 
 
 def _apply(lab: str | None, seed: int | None, build: Callable[[Any], Any]) -> None:

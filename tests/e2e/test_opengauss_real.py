@@ -104,13 +104,7 @@ def cm_two_node_lab(docker_client, request, tmp_path_factory):
     yield from lab_up(request, path)
 
 
-TWO_NODE_SLOW = pytest.mark.xfail(reason=(
-    "seen on CM 6.0.0 two-node mode (2026-12-04, 2 trials): the primary's node killed (its CMS with it), the lone CMS "
-    "put the VIP on the survivor at 8 s but promoted it only at 40.8 s (client RTO 41 s, bound 29 s); with the other "
-    "node killed right after it had come back, no promotion within the fault window"), strict=False)
-
-
-@pytest.mark.parametrize("name", [pytest.param("kill-primary", marks=TWO_NODE_SLOW), "gateway-loss"])
+@pytest.mark.parametrize("name", ["kill-primary", "gateway-loss"])
 def test_two_node_scenario_on_cm(cm_two_node_lab: Lab, name: str, tmp_path):
     measured(cm_two_node_lab, name, tmp_path)
 

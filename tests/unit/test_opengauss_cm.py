@@ -65,6 +65,10 @@ def test_two_node_mode_points_cm_at_the_router():
     assert server["cms_enable_failover_on2nodes"] == "true"
     assert server["third_party_gateway_ip"] == str(plan.azs[0].router_address)
     assert server["cms_network_isolation_timeout"] == 20
+    # The survivor must acknowledge writes alone (seen: without it, none until its peer was back).
+    assert ["gs_guc", "set", "-D", config.DN_DIR, "-c", "most_available_sync=on"] in config.dn_commands(plan, p, "og1")
+    one = load(ROOT / "topologies" / "opengauss-1az.yaml", REG)
+    assert not any("most_available_sync" in " ".join(c) for c in config.dn_commands(one, CmParameters.model_validate(one.parameters), "og1"))
 
 
 def test_two_node_failover_waits_for_the_lone_cms_to_work_as_a_minority():

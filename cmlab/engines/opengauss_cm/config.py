@@ -182,7 +182,8 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     community CM image's ``install.sh: init_database`` runs them: one
     ``replconninfoN`` per peer DN (HA port = DN port + 1, heartbeat port =
     DN port + 4), trust for every DN's address, ``replication_type=1``,
-    ``remote_read_mode=off``, the port, and every address listened on."""
+    ``remote_read_mode=off``, the port, and every address listened on;
+    ``most_available_sync`` when the lab asks for it."""
     me = plan.node(node)
     ha, hb = p.dn_port + 1, p.dn_port + 4
     peers = [d for d in database_nodes(plan, p) if d.name != node]
@@ -198,6 +199,8 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     for setting in ("remote_read_mode=off", "replication_type=1", f"port={p.dn_port}", "listen_addresses='*'",
                     "max_connections=1000", f"max_wal_senders={2 * MAX_STANDBYS}"):
         cmds.append([*guc, "-c", setting])
+    if p.most_available_sync:
+        cmds.append([*guc, "-c", "most_available_sync=on"])
     return cmds
 
 

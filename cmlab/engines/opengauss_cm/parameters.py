@@ -34,6 +34,10 @@ class CmParameters(BaseModel):
     sync_num: int = Field(default=1, ge=0, description="dataNode1_syncNum: synchronous standbys")
     dn_port: int = Field(default=5432, ge=1024, le=65000, description="DN port (the DN also uses port+1 and port+4)")
     cm_server_port: int = Field(default=25000, ge=1024, le=65000, description="cmServerPortBase (CM also uses +1 and +2)")
+    most_available_sync: bool = Field(default=False, description="the DNs' most_available_sync: a primary with no synchronous "
+                                      "standby left acknowledges writes alone instead of waiting (openGauss's default: off). "
+                                      "Without it a two-node cluster's survivor is promoted but acknowledges nothing until "
+                                      "its peer is back (seen on the real binaries)")
     two_node: bool = Field(default=False, description="two-node mode: cms_enable_failover_on2nodes, the router (or AZ gateway) as third_party_gateway_ip")
     cms_network_isolation_timeout: int = Field(default=20, ge=10, description="two-node mode: cm_server monitor rounds "
                                                "(about 1 s each) a CMS that lost its peer waits before DCC works as a "

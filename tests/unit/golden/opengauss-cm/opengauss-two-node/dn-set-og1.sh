@@ -8,3 +8,4 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c port=5432
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "listen_addresses='*'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16
+gs_guc set -D /var/lib/opengauss/data/dn1 -c most_available_sync=on

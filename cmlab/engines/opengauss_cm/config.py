@@ -183,7 +183,14 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
     ``replconninfoN`` per peer DN (HA port = DN port + 1, heartbeat port =
     DN port + 4), trust for every DN's address, ``replication_type=1``,
     ``remote_read_mode=off``, the port, and every address listened on;
-    ``most_available_sync`` when the lab asks for it."""
+    ``most_available_sync`` when the lab asks for it. And the write quorum,
+    which OM's install writes and ``gs_initdb`` does not (it leaves
+    ``synchronous_standby_names='*'``, one standby of any, whatever
+    ``sync_num`` says; seen on the real binaries): ``application_name``
+    ``dn_<instance id>`` and ``synchronous_standby_names`` ``ANY <sync_num>``
+    of the DN's peers that are not cascade standbys, empty (asynchronous)
+    for ``sync_num: 0`` (OM: ``gspylib/component/Kernel/DN_OLAP/DN_OLAP.py``,
+    ``configInstance``, which names the standbys the same way)."""
     me = plan.node(node)
     ha, hb = p.dn_port + 1, p.dn_port + 4
     peers = [d for d in database_nodes(plan, p) if d.name != node]
@@ -201,7 +208,24 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
         cmds.append([*guc, "-c", setting])
     if p.most_available_sync:
         cmds.append([*guc, "-c", "most_available_sync=on"])
+    cmds.append([*guc, "-c", f"application_name='{application_name(plan, p, node)}'"])
+    cmds.append([*guc, "-c", f"synchronous_standby_names='{synchronous_standby_names(plan, p, node)}'"])
     return cmds
+
+
+def application_name(plan: LabPlan, p: CmParameters, node: str) -> str:
+    """The name a DN's walreceiver gives its primary, as OM names it: ``dn_<instance id>``."""
+    return f"dn_{dn_instance(plan, p, node)}"
+
+
+def synchronous_standby_names(plan: LabPlan, p: CmParameters, node: str) -> str:
+    """``ANY <sync_num>(dn_..., ...)`` over the DN's peers that may be synchronous
+    (not cascade standbys); "" (asynchronous) for ``sync_num`` 0. Each DN names
+    its own peers, so the value holds on whichever DN is promoted."""
+    peers = [d.name for d in database_nodes(plan, p) if d.name != node and d.name not in p.cascade_standbys]
+    if p.sync_num == 0 or not peers:
+        return ""
+    return f"ANY {p.sync_num}({','.join(application_name(plan, p, d) for d in peers)})"
 
 
 #: Keys (or values) cm_server reads that a single-node build's cm_ctl refuses to set, seen on the

@@ -10,3 +10,5 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c port=5432
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "listen_addresses='*'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "application_name='dn_6001'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "synchronous_standby_names='ANY 1(dn_6002,dn_6003)'"

@@ -82,18 +82,13 @@ def cm_3az_lab(docker_client, request, tmp_path_factory):
 #: The 7-node lab starves a 2-core host: 7 cm_server and 7 cm_agent take the CPU between them (load average
 #: about 175 seen here), so CM's timers fire late and what follows is not CM at its design point.
 STARVED = "on a 2-core host the 7-node lab runs CPU-starved (load average ~175)"
-MINORITY_LOSES_WRITES = pytest.mark.xfail(reason=(
-    "seen on CM 6.0.0 with sync_num 1 (2026-12-04, 2 trials, " + STARVED + "): the primary's AZ (og4 + og5) cut "
-    "away, og4 kept acknowledging writes with og5, its same-AZ synchronous standby, for 34 and 39 s; the majority promoted "
-    "og1 at 38 s and 57 s; 127 and 195 acknowledged writes were lost. A write quorum of 2 (ANY 1) need not meet "
-    "the DN election majority of 4 of 7"), strict=False)
 MAJORITY_FAILS_OVER_AFTER_HEAL = pytest.mark.xfail(reason=(
     "seen on CM 6.0.0 (2026-12-04, 1 trial, " + STARVED + "): og1 kept the primary through the split, but after "
     "the heal CM promoted og4 (az2) at 129 s and 82 writes og1 had acknowledged were lost"), strict=False)
 
 
 @pytest.mark.parametrize("name", [pytest.param("split-az-majority-primary", marks=MAJORITY_FAILS_OVER_AFTER_HEAL),
-                                  pytest.param("split-az-minority-primary", marks=MINORITY_LOSES_WRITES)])
+                                  "split-az-minority-primary"])
 def test_az_split_on_cm(cm_3az_lab: Lab, name: str, tmp_path):
     measured(cm_3az_lab, name, tmp_path)
 

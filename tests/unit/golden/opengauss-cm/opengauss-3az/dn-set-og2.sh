@@ -19,4 +19,4 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c "listen_addresses='*'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "application_name='dn_6002'"
-gs_guc set -D /var/lib/opengauss/data/dn1 -c "synchronous_standby_names='ANY 1(dn_6001,dn_6003,dn_6004,dn_6005,dn_6006,dn_6007)'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c "synchronous_standby_names='ANY 3(dn_6001,dn_6003,dn_6004,dn_6005,dn_6006,dn_6007)'"

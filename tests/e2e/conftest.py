@@ -60,13 +60,19 @@ def two_az_lab(docker_client, request, tmp_path_factory) -> Iterator[Lab]:
     yield from lab_up(request, path)
 
 
-def quickstart_lab(name: str):
-    """A module-scoped fixture: a lab of its own from the quickstart example,
-    for tests that take it down or bring it up again (sweeps, replays)."""
+def example_lab(example: str, name: str):
+    """A module-scoped fixture: a lab of its own, ``name``, from the example
+    topology ``example`` (a file of ``topologies/`` without ``.yaml``)."""
     @pytest.fixture(scope="module")
     def fixture(docker_client, request, tmp_path_factory) -> Iterator[Lab]:
-        yield from lab_up(request, example_topology(tmp_path_factory.mktemp("topo"), "quickstart", name))
+        yield from lab_up(request, example_topology(tmp_path_factory.mktemp("topo"), example, name))
     return fixture
+
+
+def quickstart_lab(name: str):
+    """:func:`example_lab` of the quickstart example, for tests that take it
+    down or bring it up again (sweeps, replays)."""
+    return example_lab("quickstart", name)
 
 
 #: The scenarios' faults are injected from the host into the nodes' namespaces.

@@ -21,15 +21,12 @@ from cmlab.scenarios import get
 from cmlab.topology.schema import Role
 from cmlab.trials import run_scenario
 
-from .conftest import example_topology, lab_up
+from .conftest import quickstart_lab
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def quick_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-failover")
-    yield from lab_up(request, path)
+quick_lab = quickstart_lab("e2e-failover")
 
 
 def measured(lab: Lab, name: str, tmp_path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from cmlab.api import Lab
 
-from .conftest import example_topology, lab_up
+from .conftest import example_lab
 from .test_failover_scenarios import measured
 
 PACKAGE = os.environ.get("CMLAB_OPENGAUSS_PACKAGE")
@@ -25,10 +25,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cm_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-1az", "e2e-cm")
-    yield from lab_up(request, path)
+cm_lab = example_lab("opengauss-1az", "e2e-cm")
 
 
 def test_the_cluster_comes_up_with_one_primary_and_the_vip_on_it(cm_lab: Lab):
@@ -68,10 +65,7 @@ def test_each_dn_names_itself_as_its_node(cm_lab: Lab):
         assert code == 0 and out.strip().splitlines()[-1] == node.name, out
 
 
-@pytest.fixture(scope="module")
-def cm_3az_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-3az", "e2e-cm3az")
-    yield from lab_up(request, path)
+cm_3az_lab = example_lab("opengauss-3az", "e2e-cm3az")
 
 
 #: The 7-node lab starves a 2-core host: 7 cm_server and 7 cm_agent take the CPU between them (load average
@@ -89,10 +83,7 @@ def test_az_split_on_cm(cm_3az_lab: Lab, name: str, tmp_path):
     measured(cm_3az_lab, name, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def cm_two_node_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-two-node", "e2e-cm2n")
-    yield from lab_up(request, path)
+cm_two_node_lab = example_lab("opengauss-two-node", "e2e-cm2n")
 
 
 @pytest.mark.parametrize("name", ["kill-primary", "gateway-loss"])
@@ -100,10 +91,7 @@ def test_two_node_scenario_on_cm(cm_two_node_lab: Lab, name: str, tmp_path):
     measured(cm_two_node_lab, name, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def cm_cascade_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-cascade", "e2e-cmcas")
-    yield from lab_up(request, path)
+cm_cascade_lab = example_lab("opengauss-cascade", "e2e-cmcas")
 
 
 def test_cascade_upstream_killed_on_cm(cm_cascade_lab: Lab, tmp_path):
@@ -111,10 +99,7 @@ def test_cascade_upstream_killed_on_cm(cm_cascade_lab: Lab, tmp_path):
     measured(cm_cascade_lab, "kill-cascade-upstream", tmp_path)
 
 
-@pytest.fixture(scope="module")
-def cm_share_disk_lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "opengauss-share-disk", "e2e-cmdisk")
-    yield from lab_up(request, path)
+cm_share_disk_lab = example_lab("opengauss-share-disk", "e2e-cmdisk")
 
 
 @pytest.mark.parametrize("name", ["voting-disk-readonly", "voting-disk-detached"])

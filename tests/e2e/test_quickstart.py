@@ -14,15 +14,12 @@ from cmlab.engines.base import NodeRole
 from cmlab.probes.writer import Writer, stored_seqs
 from cmlab.wait import wait_for
 
-from .conftest import example_topology, lab_up
+from .conftest import quickstart_lab
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def lab(docker_client, request, tmp_path_factory):
-    path = example_topology(tmp_path_factory.mktemp("topo"), "quickstart", "e2e-quick")
-    yield from lab_up(request, path)
+lab = quickstart_lab("e2e-quick")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,8 @@ something, ``notes`` says why and the promise is left out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError, Issue, ScenarioError
 from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
-from cmlab.scenarios.schema import FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, VipFlapStep, WaitStep
+from cmlab.scenarios.schema import (STEP_DURATIONS, FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, VipFlapStep,
+                                    WaitStep)
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
 #: The built-in scenarios' files.
@@ -43,12 +45,14 @@ class Scenario:
     :param name: the scenario's name (the file's, without ``.yaml``, unless it says otherwise).
     :param text: the file as read, kept with every run (and so in its bundle).
     :param source: where it was read from.
+    :param positions: document path -> (line, column), for errors found later (against a lab).
     """
 
     name: str
     spec: ScenarioFile
     text: str
     source: str
+    positions: Positions = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def summary(self) -> str:
@@ -88,6 +92,16 @@ class Scenario:
         """No step starts later than this after the first, seconds; None: no limit."""
         limit = self.spec.time_limit
         return None if limit is None else duration.seconds(limit, self.environment(timing))
+
+    def check(self, timing: Timing, label: str = "the lab") -> None:
+        """Evaluate every duration with ``timing`` (a lab's), before anything runs.
+
+        :raises ScenarioError: each duration that is not a finite number of
+            seconds from 0 to a day (division by zero, overflow...), at its file:line:column.
+        """
+        issues = duration_issues(self.spec, {label: timing})
+        if issues:
+            raise ScenarioError(self.source, issues, self.positions)
 
     def steps(self, timing: Timing, seed: int, trial: int) -> tuple[list[Planned], list[Planned], str]:
         """``(setup, schedule, nemesis seed)`` of one trial: concrete, from the run's seed.
@@ -142,8 +156,7 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
                                 f"move it to schedule; setup holds {', '.join(SETUP_VERBS)}"))
         if where.startswith("setup") and isinstance(step, WaitStep) and step.wait == "writes-resumed":
             issues.append(Issue(where, "no writes flow during setup", "wait for ready, or move the step to schedule"))
-        durations = [(k, v) for k, v in step.__dict__.items()
-                     if k in ("at_least", "deadline", "sleep", "stagger", "period", "duration")]
+        durations = [(k, v) for k, v in step.__dict__.items() if k in STEP_DURATIONS]
         for key, value in durations:
             if value is not None and spec.expect.rto_under is None and duration.RTO in duration.names_in(value):
                 issues.append(Issue(join_path(where, key.replace("_", "-")), "uses rto, but expect has no rto-under",
@@ -154,6 +167,55 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
         issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault (or VIP flap)",
                             "add a step such as {fault: crash, target: primary}"))
     return issues
+
+
+@functools.cache
+def default_timings() -> dict[str, Timing]:
+    """Each registered engine's timing at its default parameters (a lab of
+    three nodes in one AZ): what a scenario file's durations are evaluated
+    with when no lab is named (``cmlab check-scenario``), seconds."""
+    from cmlab.engines.registry import default_registry
+    from cmlab.topology.resolve import plan_data
+
+    registry, out = default_registry(), {}
+    for name in registry.names():
+        doc = {"name": "check", "engine": name, "azs": [{"name": "az1", "subnet": "10.213.0.0/24"}],
+               "nodes": [{"name": f"n{i}", "az": "az1"} for i in (1, 2, 3)]}
+        out[name] = registry.get(name).timing(plan_data(doc, "<defaults>", {}, registry, []))
+    return out
+
+
+def _durations(spec: ScenarioFile):
+    """``(document path, duration)`` of every duration the file gives (the promise's first)."""
+    if spec.expect.rto_under is not None:
+        yield "expect.rto-under", spec.expect.rto_under
+    if spec.time_limit is not None:
+        yield "time-limit", spec.time_limit
+    for where, step in list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule")):
+        for key, value in step.__dict__.items():
+            if key in STEP_DURATIONS and value is not None:
+                yield join_path(where, key.replace("_", "-")), value
+
+
+def duration_issues(spec: ScenarioFile, timings: dict[str, Timing]) -> list[Issue]:
+    """Every duration evaluated with each timing (label -> timing): one issue per
+    duration that is not a finite number of seconds from 0 to a day (see
+    :mod:`.duration`), naming the timings it failed with unless it failed with all."""
+    failed: dict[tuple[str, str], list[str]] = {}
+    for label, timing in timings.items():
+        env = duration.environment(timing, None)
+        for where, value in _durations(spec):
+            try:
+                seconds = duration.seconds(value, env)
+            except ValueError as exc:
+                if "has no value here" not in str(exc):  # rto without rto-under: the meaning checks say so
+                    failed.setdefault((where, str(exc)), []).append(label)
+                continue
+            if where == "expect.rto-under":
+                env = {**env, duration.RTO: seconds}
+    return [Issue(where, message + ("" if len(labels) == len(timings) else f" (with {', '.join(labels)}'s timing)"),
+                  "write a finite, non-negative number of seconds (at most a day)")
+            for (where, message), labels in failed.items()]
 
 
 def loads(text: str, source: str = "<string>", default_name: str | None = None) -> Scenario:
@@ -170,13 +232,13 @@ def _from_data(data: Any, positions: Positions, text: str, source: str, default_
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(source, _issues(exc), positions) from None
-    issues = _meaning_issues(spec)
+    issues = _meaning_issues(spec) or duration_issues(spec, default_timings())
     if issues:
         raise ScenarioError(source, issues, positions)
     name = spec.name or default_name
     if not name:
         raise ScenarioError(source, [Issue("name", "the scenario has no name", "add name: <a-name>")], positions)
-    return Scenario(name, spec, text, source)
+    return Scenario(name, spec, text, source, positions)
 
 
 def load(path: str | Path) -> Scenario:

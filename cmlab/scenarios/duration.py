@@ -5,11 +5,17 @@ A scenario holds for every engine because its waits are written against the
 engine's :class:`~cmlab.engines.base.Timing` rather than in fixed seconds.
 The grammar is deliberately tiny: numbers, the names of :data:`NAMES`,
 ``+ - * /``, parentheses, ``min`` and ``max``. Nothing else is evaluated.
+
+Scenario files come from other people, so a duration is bounded before it
+is parsed (:data:`MAX_TEXT` characters) and after it is evaluated: a finite
+number of seconds from 0 to :data:`MAX_SECONDS`. Every failure, a division
+by zero or an overflow included, is a ``ValueError`` saying why.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable, Mapping
 
@@ -27,6 +33,10 @@ NAMES: dict[str, Callable[[Timing], float]] = {
     "frozen_primary_s": lambda t: t.frozen_primary_bound_s,
 }
 RTO = "rto"
+#: The longest duration accepted, seconds (a day: no trial waits longer).
+MAX_SECONDS = 86400.0
+#: The longest duration expression accepted, characters.
+MAX_TEXT = 200
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _CALLS = {"min": min, "max": max}
 
@@ -41,12 +51,15 @@ def names_in(value: Duration) -> set[str]:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or an expression, not a boolean")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative ({value} s)")
+        _bounded(float(value), str(value))
         return set()
+    if not isinstance(value, str):
+        raise ValueError("a duration is a number of seconds or an expression (e.g. failover_s + 5)")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"a duration expression of {len(value)} characters; at most {MAX_TEXT}")
     try:
-        tree = ast.parse(str(value), mode="eval")
-    except SyntaxError:
+        tree = ast.parse(value, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ValueError(f"'{value}' is not a duration expression (e.g. failover_s + 5)") from None
     found: set[str] = set()
     _walk(tree.body, found, str(value))
@@ -68,7 +81,8 @@ def _walk(node: ast.AST, found: set[str], text: str) -> None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         _walk(node.operand, found, text)
         return
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS and not node.keywords:
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS and not node.keywords
+            and node.args and not any(isinstance(a, ast.Starred) for a in node.args)):
         for arg in node.args:
             _walk(arg, found, text)
         return
@@ -92,10 +106,27 @@ def seconds(value: Duration, env: Mapping[str, float]) -> float:
     names_in(value)
     if isinstance(value, (int, float)):
         return float(value)
-    result = _eval(ast.parse(str(value), mode="eval").body, env, str(value))
+    try:
+        result = float(_eval(ast.parse(value, mode="eval").body, env, value))
+    except ZeroDivisionError:
+        raise ValueError(f"'{value}' divides by zero") from None
+    except OverflowError:
+        raise ValueError(f"'{value}' overflows (a duration is at most {MAX_SECONDS:.0f} s)") from None
+    return _bounded(result, value)
+
+
+def _bounded(result: float, text: str) -> float:
+    """``result`` if it is a finite number of seconds in [0, :data:`MAX_SECONDS`].
+
+    :raises ValueError: saying which bound it breaks.
+    """
+    if not math.isfinite(result):
+        raise ValueError(f"'{text}' is {result}: a duration is a finite number of seconds")
     if result < 0:
-        raise ValueError(f"'{value}' is {result} s: a duration cannot be negative")
-    return float(result)
+        raise ValueError(f"'{text}' is {result:g} s: a duration cannot be negative")
+    if result > MAX_SECONDS:
+        raise ValueError(f"'{text}' is {result:g} s: a duration is at most {MAX_SECONDS:.0f} s (a day)")
+    return result
 
 
 def _eval(node: ast.AST, env: Mapping[str, float], text: str) -> float:

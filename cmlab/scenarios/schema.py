@@ -43,6 +43,10 @@ Duration = Annotated[float | str, Field(description="seconds: a number, or an ex
 CONDITIONS = ("writes-resumed", "primary-changed", "vip-moved", "fault-in-effect", "ready")
 
 
+#: The duration fields of steps (their Python names); the file's own are ``expect.rto-under`` and ``time-limit``.
+STEP_DURATIONS = ("at_least", "deadline", "sleep", "stagger", "period", "duration")
+
+
 def _check_duration(value: Any) -> Any:
     if value is not None:
         duration.names_in(value)
@@ -223,9 +227,9 @@ class Workload(BaseModel):
     """The writers' and observers' cadence, milliseconds (``cmlab run`` options override it)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    write_ms: float = Field(20.0, alias="write-ms", gt=0)
-    fast_ms: float = Field(20.0, alias="fast-ms", gt=0)
-    role_ms: float = Field(200.0, alias="role-ms", gt=0)
+    write_ms: float = Field(20.0, alias="write-ms", gt=0, le=60000, allow_inf_nan=False)
+    fast_ms: float = Field(20.0, alias="fast-ms", gt=0, le=60000, allow_inf_nan=False)
+    role_ms: float = Field(200.0, alias="role-ms", gt=0, le=60000, allow_inf_nan=False)
 
 
 class ScenarioFile(BaseModel):

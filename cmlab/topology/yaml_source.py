@@ -6,6 +6,15 @@ duplicate keys and expands aliases (the "billion laughs" blow-up). A topology
 is small and hand-written, so we refuse aliases and duplicate keys outright,
 cap the file size, and keep a map from each value's path (``nodes[1].az``) to
 its line and column so that every error can point at the place to fix.
+
+Documents come from other people (a bundle is replayed as root), so the
+reader never ends in anything but a :class:`~cmlab.errors.DocumentError`:
+nesting deeper than :data:`MAX_DEPTH` (PyYAML's composer recurses), integers
+longer than :data:`MAX_DIGITS` digits (Python refuses 4300 and more, and
+nothing cmlab reads needs more than a few), NUL and other characters YAML
+forbids, and non-UTF-8 bytes are refused with their place. Timestamps stay
+the strings they were written as (``2024-13-45`` is not a date; nothing cmlab
+reads is one).
 """
 
 from __future__ import annotations
@@ -20,16 +29,31 @@ from cmlab.errors import DocumentError, Issue, TopologyError
 
 #: Largest topology file accepted, in bytes. Real topologies are a few KiB.
 MAX_BYTES = 256 * 1024
+#: Deepest nesting of mappings and sequences accepted (a topology needs 4).
+MAX_DEPTH = 32
+#: Longest integer accepted, in characters (sign and base prefix included).
+MAX_DIGITS = 40
 
 Positions = dict[str, tuple[int, int]]
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that rejects anchors and aliases at parse time."""
+    """SafeLoader that rejects anchors and aliases at parse time, nesting past
+    :data:`MAX_DEPTH`, and integers past :data:`MAX_DIGITS`; timestamps stay strings."""
 
     what = "document"
+    depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+        if self.depth >= MAX_DEPTH:
+            raise yaml.MarkedYAMLError(None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return self._compose_checked(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose_checked(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(
@@ -41,6 +65,18 @@ class _NoAliasLoader(yaml.SafeLoader):
                 None, None, f"YAML anchors (&name) are not allowed in a {self.what}", event.start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:  # type: ignore[override]
+        if len(str(node.value)) > MAX_DIGITS:
+            raise yaml.MarkedYAMLError(None, None, f"an integer of more than {MAX_DIGITS} digits", node.start_mark)
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_timestamp(self, node: ScalarNode) -> str:  # type: ignore[override]
+        return str(node.value)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasLoader.construct_yaml_int)
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:timestamp", _NoAliasLoader.construct_yaml_timestamp)
 
 
 def join_path(parent: str, key: str | int) -> str:
@@ -76,7 +112,10 @@ def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, so
     if isinstance(node, SequenceNode):
         return [_construct(item, join_path(path, i), loader, pos, source, error) for i, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError, TypeError) as exc:  # a tagged scalar its constructor refuses (!!float x)
+        raise error(source, [Issue(path or "<document>", f"YAML: {_first_line(exc)}", "write a plain value")], pos) from None
 
 
 def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = TopologyError) -> tuple[Any, Positions]:
@@ -94,7 +133,11 @@ def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = 
         raise error(
             source, [Issue("<document>", f"file is larger than {MAX_BYTES} bytes", f"a {error.what} is a few KiB; check the file")]
         )
-    loader = _NoAliasLoader(text)
+    try:
+        loader = _NoAliasLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses NUL and other special characters before parsing
+        raise error(source, [Issue("<document>", f"YAML: {_first_line(exc)}", "remove the character (a document is text)")],
+                    _mark_position(exc, text)) from None
     loader.what = error.what
     try:
         root = loader.get_single_node()
@@ -109,10 +152,24 @@ def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = 
         pos = {where: (mark.line + 1, mark.column + 1)} if mark else {}
         raise error(source, [Issue(where, f"YAML: {exc.problem or exc.context}", "fix the YAML syntax")], pos) from None
     except yaml.YAMLError as exc:
-        raise error(source, [Issue("<document>", f"YAML: {exc}", "fix the YAML syntax")]) from None
+        raise error(source, [Issue("<document>", f"YAML: {_first_line(exc)}", "fix the YAML syntax")],
+                    _mark_position(exc, text)) from None
     finally:
         loader.dispose()
     return data, positions
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _mark_position(exc: yaml.YAMLError, text: str) -> Positions:
+    """The document position of a reader error: it gives a character index, not a line and column."""
+    at = getattr(exc, "position", None)
+    if not isinstance(at, int):
+        return {}
+    before = text[:at]
+    return {"<document>": (before.count("\n") + 1, at - (before.rfind("\n") + 1) + 1)}
 
 
 def read_yaml_file(path: str | Path, error: type[DocumentError] = TopologyError) -> tuple[Any, Positions]:

@@ -40,6 +40,7 @@ from cmlab.runtime.client import connect
 from cmlab.probes.probeset import client_dsn
 from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
 from cmlab.runtime.hosts import ensure_swarm, host_report, ship_images
+from cmlab.runtime.routes import host_routes
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
@@ -141,8 +142,10 @@ class Lab:
                 data = resolve.without_addresses(data)
             data = resolve.with_parameters(data, parameters)
 
+        routes = host_routes()
+
         def replan(taken: list) -> LabPlan:
-            return resolve.plan_data(data, str(path), positions, registry, taken)
+            return resolve.plan_data(data, str(path), positions, registry, taken, routes)
 
         # Resolve once without Docker's subnets to learn the lab's name (and
         # hosts), then against every subnet but the lab's own (so `up` twice is
@@ -505,6 +508,16 @@ def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> li
     return dead
 
 
+def validate(path: str | Path, parameters: dict[str, Any] | None = None) -> LabPlan:
+    """Check a topology file without Docker (``cmlab validate``): every rule, and
+    that no AZ subnet overlaps the host's own networks.
+
+    :param parameters: ``parameters:`` keys that win over the file's (``--set``).
+    :raises TopologyError: every problem, with its file:line:column and fix.
+    """
+    return resolve.load(path, default_registry(), parameters=parameters, routes=host_routes())
+
+
 def status_json(status: LabStatus) -> str:
     return json.dumps(status.to_json(), indent=2)
 
@@ -608,4 +621,5 @@ def hosts_report(lab_or_topology: str) -> dict[str, list[Capability]]:
 
 
 __all__ = ["Lab", "cadence", "connect", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
-           "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep"]
+           "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep",
+           "validate"]

@@ -85,7 +85,7 @@ def _parameters(assignments: tuple[str, ...]) -> dict[str, Any]:
 @_friendly
 def validate(topology: str, assignments: tuple[str, ...]) -> None:
     """Check a topology file without touching Docker."""
-    plan = resolve.load(topology, default_registry(), parameters=_parameters(assignments))
+    plan = api.validate(topology, _parameters(assignments))
     out.print(f"{topology}: valid ({plan.engine}, {len(plan.nodes)} nodes, {len(plan.azs)} AZ, {len(plan.vips)} VIP)")
 
 

@@ -27,9 +27,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+import re
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from cmlab.errors import Issue
 
@@ -266,6 +267,25 @@ class HttpReading:
         raise EngineError(self.failure)
 
 
+#: A key cmlab writes into a database's or a manager's configuration
+#: (``postgresql.conf``, ``cm_agent.conf``), or passes to its tools (``cm_ctl
+#: set -k KEY=...``): a bare identifier, so that no character can end the
+#: statement it stands in (a sed address, a shell word, a conf line).
+ConfigKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", max_length=63)]
+#: Text of a configuration value: one line (no control character, which would
+#: start another statement), at most 1024 characters; quoted where written.
+ConfigText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$", max_length=1024)]
+CONFIG_KEY_HINT = "a key is letters, digits and _, with at most one dot (work_mem, cmlab.node)"
+CONFIG_TEXT_HINT = "write the value on one line (it is written quoted into the configuration file)"
+#: Places pydantic adds to an error's location inside a union or a dict key.
+_UNION_MEMBERS = {"constrained-str", "str", "int", "float", "bool", "[key]"}
+#: A configuration value: text, a whole number, a finite number or a boolean.
+ConfigValue = ConfigText | int | Annotated[float, Field(allow_inf_nan=False)] | bool
+#: Key words of configuration keys whose value a manager runs as a command or
+#: loads as code (CM's ``event_triggers`` scripts, and the like).
+COMMAND_KEY = re.compile(r"command|script|trigger|hook|callback|exec|librar", re.IGNORECASE)
+
+
 class Engine(ABC):
     """Base class of the engines. Subclasses set the class attributes and
     implement the abstract methods; see :mod:`cmlab.engines.postgres_patroni`."""
@@ -285,21 +305,39 @@ class Engine(ABC):
     #: Open files a process of the engine insists on (None: no demand), and what
     #: the engine does on a host whose Docker daemon allows fewer (``cmlab doctor``).
     open_files_wanted: ClassVar[tuple[int, str] | None] = None
+    #: Parameters that name something on the host cmlab runs on (a file, a
+    #: folder, an image): a replayed bundle may not choose them, the user
+    #: gives them again (``cmlab replay --set``).
+    host_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def command_parameters(self, params: dict[str, Any]) -> list[str]:
+        """The resolved parameters (dotted: ``postgresql.archive_command``) whose
+        value the cluster runs as a command or loads as code: a replayed
+        bundle's need ``--trust-commands``. Default: none."""
+        return []
 
     def resolve_parameters(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
         """Validate ``parameters:`` and fill in defaults.
 
-        :returns: ``(parameters as JSON-able dict, issues)``.
+        :returns: ``(parameters as JSON-able dict, issues)``: one issue a place
+            (a value that matches no member of a union is one problem, not four).
         """
         try:
             return self.Parameters.model_validate(raw).model_dump(mode="json"), []
         except ValidationError as exc:
-            issues = []
+            issues: dict[str, Issue] = {}
             for err in exc.errors():
-                where = "parameters" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in err["loc"])
-                fix = f"known parameters: {', '.join(self.Parameters.model_fields)}" if err["type"] == "extra_forbidden" else ""
-                issues.append(Issue(where, "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"], fix))
-            return {}, issues
+                loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_MEMBERS)]
+                where = "parameters" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in loc)
+                msg, fix = err["msg"], ""
+                if err["type"] == "extra_forbidden":
+                    msg, fix = "unknown parameter", f"known parameters: {', '.join(self.Parameters.model_fields)}"
+                elif "[key]" in err["loc"]:
+                    msg, fix = f"'{loc[-1]}' is not a configuration key", CONFIG_KEY_HINT
+                elif err["type"] == "string_pattern_mismatch" and "x00" in str(err.get("ctx", {}).get("pattern", "")):
+                    msg, fix = "a value holds a newline or another control character", CONFIG_TEXT_HINT
+                issues.setdefault(where, Issue(where, msg, fix))
+            return {}, list(issues.values())
 
     def params(self, plan: "LabPlan") -> BaseModel:
         """The plan's parameters as the engine's model."""

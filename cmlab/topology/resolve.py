@@ -32,6 +32,12 @@ POOL = IPv4Network("10.213.0.0/16")
 FIRST_NODE_INDEX = 10
 #: Index of the first address handed to VIPs that give none.
 FIRST_VIP_INDEX = 99
+#: AZ subnets from /16 (65536 addresses) to /28 (16): a lab is a few nodes,
+#: and a wider one would shadow more of the host's address space.
+WIDEST_PREFIX, NARROWEST_PREFIX = 16, 28
+
+#: The host's own networks: ``(network, what: "route on eth0")`` (:func:`cmlab.runtime.routes.host_routes`).
+HostRoutes = Iterable[tuple[IPv4Network, str]]
 
 
 def pydantic_issues(exc: ValidationError, prefix: str = "", schema_command: str = "cmlab schema") -> list[Issue]:
@@ -103,8 +109,10 @@ def structural_issues(topo: Topology) -> list[Issue]:
             issues.append(Issue(f"vips[{i}].az", f"AZ '{vip.az}' has more than one VIP", "give each AZ at most one VIP"))
     subnets = [(i, a.subnet) for i, a in enumerate(topo.azs) if a.subnet is not None]
     for i, s in subnets:
-        if s.num_addresses < 16:
-            issues.append(Issue(f"azs[{i}].subnet", f"{s} is too small", "use a /28 or larger (a /24 is usual)"))
+        if s.prefixlen > NARROWEST_PREFIX:
+            issues.append(Issue(f"azs[{i}].subnet", f"{s} is too small", f"use a /{NARROWEST_PREFIX} or larger (a /24 is usual)"))
+        elif s.prefixlen < WIDEST_PREFIX:
+            issues.append(Issue(f"azs[{i}].subnet", f"{s} is too large", f"use a /{WIDEST_PREFIX} or smaller (a /24 is usual)"))
         for j, t in subnets:
             if j > i and s.overlaps(t):
                 issues.append(Issue(f"azs[{j}].subnet", f"{t} overlaps {s} of azs[{i}]", "give each AZ its own subnet"))
@@ -235,18 +243,31 @@ def _address_issues(topo: Topology, subnets: dict[str, IPv4Network]) -> list[Iss
     return issues
 
 
+def host_address(subnet: IPv4Network, index: int) -> IPv4Address:
+    """The ``index``-th usable address of ``subnet`` (negative: from the end,
+    -1 the last before broadcast), as ``list(subnet.hosts())[index]`` without
+    listing the subnet."""
+    usable = subnet.num_addresses - 2
+    if not -usable <= index < usable:
+        raise IndexError(f"{subnet} has no usable address {index}")
+    return subnet.network_address + 1 + (index % usable)
+
+
 def _reserved(subnet: IPv4Network, routed: bool, overlay: bool = False) -> set[IPv4Address]:
     """Addresses no node or VIP may take: the gateway (first), the router
     (last, when there are several AZs) and, on an overlay, the AZ's access
     container (last but one)."""
-    hosts = list(subnet.hosts())
-    return {hosts[0]} | ({hosts[-1]} if routed else set()) | ({hosts[-2]} if overlay else set())
+    return ({host_address(subnet, 0)} | ({host_address(subnet, -1)} if routed else set())
+            | ({host_address(subnet, -2)} if overlay else set()))
 
 
 def _allocate(subnet: IPv4Network, start: int, taken: set[IPv4Address]) -> IPv4Address:
-    hosts = list(subnet.hosts())
-    start = start if start < len(hosts) - 1 else 1
-    for addr in hosts[start:-1]:
+    """The first free address from the ``start``-th usable one (or the 1st, in
+    a subnet too small for it), never the last (the router's)."""
+    usable = subnet.num_addresses - 2
+    start = start if start < usable - 1 else 1
+    for index in range(start, usable - 1):
+        addr = host_address(subnet, index)
         if addr not in taken:
             taken.add(addr)
             return addr
@@ -259,6 +280,7 @@ def plan(
     source: str = "<string>",
     positions: Positions | None = None,
     taken: Iterable[IPv4Network] = (),
+    routes: HostRoutes = (),
 ) -> LabPlan:
     """Check a topology and decide every name, address and parameter.
 
@@ -267,6 +289,8 @@ def plan(
         fills in its parameter defaults).
     :param taken: subnets already used on this host (other Docker networks);
         allocated subnets avoid them and given subnets must not overlap them.
+    :param routes: the host's own networks (its interfaces' and routes'),
+        avoided and refused the same way, each named in the error.
     :raises TopologyError: listing every problem found, with its place and fix.
     """
     positions = positions or {}
@@ -275,11 +299,17 @@ def plan(
     issues += param_issues
     if not issues:
         issues += engine.check(topo, params)
-    taken = list(taken)
+    taken, routes = list(taken), list(routes)
     for i, a in enumerate(topo.azs):
         for t in taken:
             if a.subnet is not None and a.subnet.overlaps(t):
                 issues.append(Issue(f"azs[{i}].subnet", f"{a.subnet} overlaps {t}, already used on this host", "pick a free subnet, or omit it to have one allocated"))
+        for net, what in routes:
+            if a.subnet is not None and a.subnet.overlaps(net):
+                issues.append(Issue(f"azs[{i}].subnet", f"{a.subnet} overlaps the host's own network {net} ({what}): the "
+                                    "lab would take the host's traffic for it", "pick a subnet the host does not use, or "
+                                    "omit it to have one allocated"))
+    taken += [net for net, _ in routes]
     if issues:
         raise TopologyError(source, issues, positions)
 
@@ -295,14 +325,14 @@ def plan(
     where = placement(topo) if topo.hosts else {}
     azs = []
     for a in topo.azs:
-        hosts = list(subnets[a.name].hosts())
+        subnet = subnets[a.name]
         first = next((n.name for n in topo.nodes if n.az == a.name), None)
         azs.append(AzPlan(
-            name=a.name, subnet=subnets[a.name], gateway=hosts[0],
-            router_address=hosts[-1] if routed else None, priority=a.priority,
+            name=a.name, subnet=subnet, gateway=host_address(subnet, 0),
+            router_address=host_address(subnet, -1) if routed else None, priority=a.priority,
             network=network_name(topo.name, a.name),
             host=where.get(first) if first else (topo.hosts[0].name if topo.hosts else None),
-            access_address=hosts[-2] if overlay else None,
+            access_address=host_address(subnet, -2) if overlay else None,
         ))
     taken_addr: dict[str, set[IPv4Address]] = {
         a.name: _reserved(subnets[a.name], routed, overlay)
@@ -347,7 +377,7 @@ def plan(
 
 
 def load(path: str | Path, registry: "EngineRegistry", taken: Iterable[IPv4Network] = (),
-         parameters: dict[str, Any] | None = None) -> LabPlan:
+         parameters: dict[str, Any] | None = None, routes: HostRoutes = ()) -> LabPlan:
     """Read, check and resolve a topology file.
 
     :param parameters: ``parameters:`` keys given on the command line; they
@@ -356,7 +386,7 @@ def load(path: str | Path, registry: "EngineRegistry", taken: Iterable[IPv4Netwo
         file, line and column of each problem and how to fix it.
     """
     data, positions = read_yaml_file(path)
-    return _plan_from_data(with_parameters(data, parameters), str(path), positions, registry, taken)
+    return _plan_from_data(with_parameters(data, parameters), str(path), positions, registry, taken, routes)
 
 
 def with_parameters(data: Any, parameters: dict[str, Any] | None) -> Any:
@@ -405,15 +435,17 @@ def without_addresses(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plan_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network]) -> LabPlan:
+def plan_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network],
+              routes: HostRoutes = ()) -> LabPlan:
     """Check and resolve an already parsed document (see :func:`load`)."""
-    return _plan_from_data(data, source, positions, registry, taken)
+    return _plan_from_data(data, source, positions, registry, taken, routes)
 
 
-def _plan_from_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network]) -> LabPlan:
+def _plan_from_data(data: Any, source: str, positions: Positions, registry: "EngineRegistry", taken: Iterable[IPv4Network],
+                    routes: HostRoutes = ()) -> LabPlan:
     topo = parse_topology(data, source, positions)
     try:
         engine = registry.get(topo.engine)
     except KeyError as exc:
         raise TopologyError(source, [Issue("engine", str(exc.args[0]), f"use one of: {', '.join(registry.names())}")], positions) from None
-    return plan(topo, engine, source, positions, taken)
+    return plan(topo, engine, source, positions, taken, routes)

@@ -19,10 +19,10 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from cmlab.engines.base import (BuildInputs, ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess,
+from cmlab.engines.base import (COMMAND_KEY, BuildInputs, ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess,
                                 NodeRole, NodeState, Snapshot, Timing)
 from cmlab.engines.opengauss_cm import config
-from cmlab.engines.opengauss_cm.parameters import CmParameters
+from cmlab.engines.opengauss_cm.parameters import HOST_INPUTS, CmParameters
 from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, CmQueryParseError, parse
 from cmlab.engines.opengauss_cm.reader import QueryStream
 from cmlab.engines.opengauss_cm.package import OpenGaussInputs, inspect as inspect_package
@@ -98,6 +98,12 @@ class OpenGaussCm(Engine):
     #: om_monitor refuses to start below 640000 open files (CM/src/cm_monitor/monitor_main.cpp:
     #: LIMIT_OPEN_FILE); cmlab-cm-start reads the number from CMLAB_CM_MONITOR_OPEN_FILES.
     open_files_wanted = (640000, "om_monitor cannot run, so each node's start script keeps cm_agent alive as om_monitor would")
+    host_inputs = HOST_INPUTS
+
+    def command_parameters(self, params: dict[str, Any]) -> list[str]:
+        """CM's overrides whose value it runs (``event_triggers`` scripts and the like, by key word)."""
+        return [f"{part}.{key}" for part in ("cm_agent", "cm_server") for key in params.get(part, {})
+                if COMMAND_KEY.search(key)]
 
     def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:
         p = CmParameters.model_validate(params)

@@ -11,7 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Scalar = str | int | float | bool
+from cmlab.engines.base import ConfigKey, ConfigValue
+
+#: Parameters that name a file, folder or image on the host cmlab runs on.
+HOST_INPUTS = ("package", "cm_package", "om_package", "base_image")
 
 
 class CmParameters(BaseModel):
@@ -56,5 +59,5 @@ class CmParameters(BaseModel):
     cluster_starting_aribt_delay: int = Field(default=180, ge=0, description="seconds cm_server waits for the static primary at start (CM spells it 'aribt')")
     enable_e2e_rto: bool = False
     event_triggers: bool = Field(default=True, description="record CM's on_start/on_stop/on_failover/on_switchover in the trials' history")
-    cm_agent: dict[str, Scalar] = Field(default_factory=dict, description="more cm_agent.conf overrides")
-    cm_server: dict[str, Scalar] = Field(default_factory=dict, description="more cm_server.conf overrides")
+    cm_agent: dict[ConfigKey, ConfigValue] = Field(default_factory=dict, description="more cm_agent.conf overrides")
+    cm_server: dict[ConfigKey, ConfigValue] = Field(default_factory=dict, description="more cm_server.conf overrides")

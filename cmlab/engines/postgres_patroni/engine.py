@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from cmlab.engines.base import (
+    COMMAND_KEY,
     ClusterState,
     ContainerSpec,
     Engine,
@@ -28,7 +29,7 @@ from cmlab.engines.base import (
     Timing,
 )
 from cmlab.engines.postgres_patroni import config
-from cmlab.engines.postgres_patroni.parameters import PatroniParameters
+from cmlab.engines.postgres_patroni.parameters import COMMAND_SETTINGS, PatroniParameters
 from cmlab.errors import EngineError, Issue, WaitTimeout
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
@@ -48,6 +49,11 @@ class PostgresPatroni(Engine):
     summary = "PostgreSQL 15 + Patroni 3.0.2 + etcd 3.4 + vip-manager 1.0.2 (Debian 12 packages)"
     Parameters = PatroniParameters
     processes = {"database": "postgres", "agent": "patroni", "arbiter": "etcd", "vip": "vip-manager"}
+
+    def command_parameters(self, params: dict[str, Any]) -> list[str]:
+        """postgresql.conf settings PostgreSQL runs as commands or loads as code (:data:`COMMAND_SETTINGS`)."""
+        return [f"postgresql.{key}" for key in params.get("postgresql", {})
+                if key.lower() in COMMAND_SETTINGS or COMMAND_KEY.search(key)]
     recipe = ImageRecipe(name="postgres-patroni", folder="postgres-patroni")
 
     def check(self, topo: Topology, params: dict[str, Any]) -> list[Issue]:

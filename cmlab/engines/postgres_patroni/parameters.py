@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmlab.engines.base import ConfigKey, ConfigValue
+
+#: postgresql.conf settings whose value PostgreSQL runs as a shell command or
+#: loads as code (PostgreSQL 15 docs, "Server Configuration"): a replayed
+#: bundle's need ``--trust-commands``.
+COMMAND_SETTINGS = ("archive_command", "archive_library", "archive_cleanup_command", "restore_command",
+                    "recovery_end_command", "ssl_passphrase_command", "shared_preload_libraries",
+                    "local_preload_libraries", "session_preload_libraries", "dynamic_library_path")
+
 
 class PatroniParameters(BaseModel):
     """Timing and behaviour of Patroni, etcd and vip-manager.
@@ -43,6 +52,7 @@ class PatroniParameters(BaseModel):
     # leader: an election (quorum reads fail for about a second) after every heal.
     etcd_pre_vote: bool = Field(default=True, description=(
         "etcd's pre-vote phase, so a member that comes back from a partition does not depose the leader"))
-    postgresql: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="extra postgresql.conf parameters"
+    postgresql: dict[ConfigKey, ConfigValue] = Field(
+        default_factory=dict, description="extra postgresql.conf parameters (names: letters, digits, _ and one dot; "
+                                          "values on one line)"
     )

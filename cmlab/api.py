@@ -34,7 +34,7 @@ from cmlab.progress import Progress, Quiet, log
 from cmlab.report import rerender as _rerender
 from cmlab.scenarios import SCENARIOS, Scenario
 from cmlab.scenarios import get as _get_scenario
-from cmlab.state import remove_lab_state, save_plan, saved_labs, saved_plan
+from cmlab.state import remove_lab_state, results_dir, save_plan, saved_labs, saved_plan
 from cmlab.runtime import disks
 from cmlab.runtime.client import connect
 from cmlab.probes.probeset import client_dsn
@@ -44,7 +44,8 @@ from cmlab.runtime.routes import host_routes
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
-from cmlab.replay import ReplayResult, replay_on, unpack_bundle
+from cmlab import replay as _replay
+from cmlab.replay import ReplayResult, Review
 from cmlab.sweep import SweepResult, run_sweep
 from cmlab.trials import Run, run_scenario, scenario_cadence
 from cmlab.wait import wait_for
@@ -115,6 +116,9 @@ class Lab:
         self.progress = progress or Quiet()
         #: Resolves the topology again against the subnets taken now (see up()).
         self._replan = replan
+        #: An image the nodes run instead of the engine's recipe (a replay of a
+        #: bundle that carries its images: loaded under the replay's own tag).
+        self.node_image: str | None = None
 
     @classmethod
     def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None,
@@ -178,6 +182,8 @@ class Lab:
 
         :raises ImageBuildError: the build failed.
         """
+        if self.node_image:
+            return self.node_image
         inputs = self.engine.build_inputs(self.plan)
         return ImageBuilder(self.client, self.progress).engine(self.engine.recipe, inputs).tag
 
@@ -473,6 +479,7 @@ def down(name: str, client: docker.DockerClient | None = None, forget: bool = Fa
             host: f"{why}; the lab's containers there: {', '.join(DockerRuntime.made_on(plan, host))}, with their volumes"
             for host, why in removed.unreachable.items()})
     detached = disks.detach(name)
+    _replay.remove_replay_tags(client, name)  # images a replay loaded under the lab's name
     if removed.unreachable and not forget:
         # Its objects may remain there: keep the plan, so that `down` can be run again.
         for host, why in removed.unreachable.items():
@@ -589,16 +596,112 @@ def bundle(run_dir: Path, out: Path, with_images: bool = False) -> Path:
     return pack(run_dir, out, with_images)
 
 
-def replay(bundle_file: Path, keep: bool = False, name: str | None = None, progress: Progress | None = None) -> ReplayResult:
-    """Bring a bundled run back: the same lab, images checked, the same
-    scenario with the same seed, verdicts and timings compared (see
-    :mod:`cmlab.replay`). The lab is removed afterwards unless ``keep``.
+def review_replay(bundle_file: Path, name: str | None = None, parameters: dict[str, Any] | None = None,
+                  allow_hosts: bool = False, trust_commands: bool = False, max_bytes: int | None = None,
+                  progress: Progress | None = None) -> Review:
+    """Unpack a bundle and decide what its replay would create and use, creating
+    nothing else (see :mod:`cmlab.replay`): ``cmlab replay`` prints it and asks.
 
-    :param name: a lab name instead of the bundle's (its addresses stay: they must be free here).
-    :raises CmlabError: not a bundle, the lab cannot come up, or a step failed.
+    :param name: the replay's lab name (refused when a lab of that name exists
+        here); default: the bundle's, or ``<name>-rN`` when it is taken.
+    :param parameters: ``parameters:`` given again (``--set``): the host inputs
+        the bundle named (``package=...``), or any other, winning over the bundle's.
+    :param allow_hosts: let a lab across hosts contact the bundle's Docker hosts.
+    :param trust_commands: let parameters the cluster runs as commands through.
+    :param max_bytes: cap on the bundle's unpacked bytes (default: 200 MiB, 2 GiB more for images).
+    :returns: the review; its ``refusals`` say what keeps it from running.
+    :raises CmlabError: the bundle is refused (unsafe, malformed, its plan and
+        topology disagree), or ``name`` is taken; nothing is left of it.
     """
-    run_dir, topology = unpack_bundle(bundle_file)
-    return replay_on(Lab.from_topology(topology, progress=progress, name=name), run_dir, keep)
+    run_dir, meta, report, scenario, bundle_plan = _replay.unpack_bundle(bundle_file, results_dir("replay"), max_bytes)
+    try:
+        return _review(run_dir, meta, report, scenario, bundle_plan, name, dict(parameters or {}), allow_hosts,
+                       trust_commands, progress)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+        raise
+
+
+def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_plan: LabPlan, name: str | None,
+            given: dict[str, Any], allow_hosts: bool, trust_commands: bool, progress: Progress | None) -> Review:
+    registry = default_registry()
+    topology = run_dir / "lab" / "topology.yaml"
+    data, positions = read_yaml_file(topology)
+    if resolve.plan_data(data, str(topology), positions, registry, []) != bundle_plan:
+        raise _replay.BundleRefused(f"{run_dir.name}: lab/plan.json and lab/topology.yaml describe different labs")
+    engine = registry.get(bundle_plan.engine)
+    refusals, notes = [], []
+    for key in engine.host_inputs:
+        if bundle_plan.parameters.get(key) is not None and key not in given:
+            refusals.append(f"parameters.{key} names {bundle_plan.parameters[key]!r} on the bundle maker's host: give "
+                            f"yours with --set {key}=PATH (or --set {key}=null to leave it out)")
+    if bundle_plan.hosts and not allow_hosts:
+        refusals.append(f"the lab spans Docker hosts ({', '.join(f'{h.name} at {h.endpoint}' for h in bundle_plan.hosts)}), "
+                        "which cmlab would contact: give --allow-hosts if you trust them")
+    lab: Lab | None = None
+    plan = bundle_plan
+    if not (bundle_plan.hosts and not allow_hosts):
+        client = connect()
+        taken = set(labs(client))
+        if name and name in taken:
+            raise LabError(f"a lab named '{name}' exists here, and a replay never touches a lab it did not make: "
+                           "give another --name")
+        new_name = name or _replay.free_name(bundle_plan.name, taken)
+        if new_name != bundle_plan.name:
+            notes.append(f"named '{new_name}', not the bundle's '{bundle_plan.name}'"
+                         + ("" if name else " (a lab of that name exists here)"))
+        used = DockerRuntime(client).used_subnets() + [net for net, _ in host_routes()]
+        clash = _replay.overlapping([a.subnet for a in bundle_plan.azs], used)
+        if clash:
+            notes.append(f"subnets allocated here, not the bundle's ({'; '.join(clash)})")
+        lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=bool(clash),
+                                parameters={**{k: None for k in engine.host_inputs if k not in given}, **given})
+        plan = lab.plan
+        scenario.check(lab.timing, f"lab {plan.name}")
+    defaults = engine.resolve_parameters({})[0]
+    review = Review(run_dir, plan, lab, bundle_plan, scenario, meta, report, notes=notes,
+                    changed={k: v for k, v in plan.parameters.items() if defaults.get(k) != v and k not in given},
+                    given={k: v for k, v in given.items() if k in engine.host_inputs})
+    review.commands = engine.command_parameters(plan.parameters)
+    if review.commands and not trust_commands:
+        refusals.append(f"parameters the cluster runs as commands or loads as code ({', '.join(review.commands)}): "
+                        "give --trust-commands if you trust them")
+    archive = _replay.image_archive(run_dir)
+    if archive is not None:
+        review.images = _replay.archive_images(archive)
+        recorded = _replay.read_json(run_dir / "lab" / "images.json", "the images' list")
+        nodes = {n.container for n in bundle_plan.nodes}
+        ids = {str(i.get("id")) for i in recorded if isinstance(i, dict) and i.get("container") in nodes} \
+            if isinstance(recorded, list) else set()
+        if len(ids) != 1 or next(iter(ids)) not in {i["id"] for i in review.images}:
+            raise _replay.BundleRefused(f"{run_dir.name}: images.tar does not hold the one image lab/images.json "
+                                        f"names for the nodes ({', '.join(sorted(ids)) or 'none named'})")
+        review.node_image = next(iter(ids))
+    review.refusals = refusals
+    return review
+
+
+def run_replay(review: Review, keep: bool = False) -> ReplayResult:
+    """Run a reviewed replay (:func:`review_replay`): the same scenario with the
+    same seed on the replay's own lab, verdicts and timings compared with the
+    bundle's (see :mod:`cmlab.replay`). The lab is removed afterwards unless ``keep``.
+
+    :raises CmlabError: the review has refusals, the lab cannot come up, or a step failed.
+    """
+    return _replay.run(review, keep)
+
+
+def replay(bundle_file: Path, keep: bool = False, name: str | None = None, progress: Progress | None = None,
+           parameters: dict[str, Any] | None = None, allow_hosts: bool = False, trust_commands: bool = False) -> ReplayResult:
+    """Review a bundle and run its replay (:func:`review_replay`, :func:`run_replay`):
+    from Python, calling this is the consent the command line asks for.
+
+    :raises CmlabError: the bundle is refused, the review has refusals, the lab
+        cannot come up, or a step failed.
+    """
+    return run_replay(review_replay(bundle_file, name, parameters, allow_hosts, trust_commands, progress=progress), keep)
 
 
 def host_capabilities() -> dict[str, Capability]:
@@ -620,6 +723,6 @@ def hosts_report(lab_or_topology: str) -> dict[str, list[Capability]]:
     return host_report(lab.runtime.hosts, lambda host: lab.runtime.runner(lab.plan, host))
 
 
-__all__ = ["Lab", "cadence", "connect", "LabStatus", "NodeRole", "ReplayResult", "Run", "Scenario", "bundle", "capture", "down",
-           "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "run", "scenario", "scenarios", "sweep",
+__all__ = ["Lab", "cadence", "connect", "LabStatus", "NodeRole", "ReplayResult", "Review", "Run", "Scenario", "bundle", "capture", "down",
+           "host_capabilities", "hosts_report", "labs", "reap", "replay", "rerender", "review_replay", "run", "run_replay", "scenario", "scenarios", "sweep",
            "validate"]

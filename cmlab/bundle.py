@@ -19,8 +19,9 @@ Every run directory gets a ``lab/`` folder when the run ends
 With ``scenario.yaml``, ``run.json`` (the seed) and the trials' histories,
 step timelines and metrics beside it, the run directory is the bundle;
 :func:`pack` makes it one ``.tar.zst`` file (optionally with the images,
-``docker save``), :func:`unpack` reads it back. Secrets are scrubbed from
-every text the bundle copies from the lab (:func:`scrub`).
+``docker save``), and :func:`cmlab.archive.unpack` reads someone else's back,
+trusting nothing in it. Secrets are scrubbed from every text the bundle
+copies from the lab (:func:`scrub`).
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import tarfile
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-import zstandard
 from docker.errors import DockerException
 
+from cmlab import archive
+from cmlab.archive import IMAGES_TAR
 from cmlab.errors import CmlabError
 from cmlab.events import EventLog
 from cmlab.faults.host import capabilities
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 #: The folder of a run directory that holds the lab's side of the bundle.
 LAB_DIR = "lab"
-#: The images of a bundle made ``--with-images`` (``docker save``).
-IMAGES_TAR = "images.tar"
 MANIFEST = "/etc/cmlab/packages.txt"
 SCRUBBED = "***"
 _SECRETS = [
@@ -187,11 +186,7 @@ def pack(run_dir: Path, out: Path, with_images: bool = False, client: Any = None
     try:
         if with_images:
             _save_images(run_dir, tmp_images, client)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "wb") as raw:
-            with zstandard.ZstdCompressor(level=10, threads=-1).stream_writer(raw) as zst:
-                with tarfile.open(fileobj=zst, mode="w|") as tar:
-                    tar.add(run_dir, arcname=run_dir.name)
+        archive.pack(run_dir, out)
     finally:
         tmp_images.unlink(missing_ok=True)
     return out
@@ -209,21 +204,3 @@ def _save_images(run_dir: Path, dest: Path, client: Any) -> None:
                 f.write(chunk)
     except (DockerException, IndexError) as exc:
         raise CmlabError(f"cannot save the images {', '.join(tags) or '(none recorded)'}: {exc}") from None
-
-
-def unpack(bundle: Path, dest: Path) -> Path:
-    """Unpack a ``.tar.zst`` bundle under ``dest``; returns the run directory.
-
-    :raises CmlabError: not a bundle (not zstd, not tar, no ``lab/plan.json``, or unsafe paths).
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(bundle, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
-                tarfile.open(fileobj=zst, mode="r|") as tar:
-            tar.extractall(dest, filter="data")
-    except (OSError, tarfile.TarError, zstandard.ZstdError) as exc:
-        raise CmlabError(f"{bundle} is not a cmlab bundle ({exc})") from None
-    runs = [p for p in dest.iterdir() if (p / LAB_DIR / "plan.json").exists()]
-    if len(runs) != 1:
-        raise CmlabError(f"{bundle} is not a cmlab bundle (no run directory with {LAB_DIR}/plan.json)")
-    return runs[0]

@@ -606,28 +606,53 @@ def bundle(run_dir: str, output: str | None, with_images: bool) -> None:
 @main.command()
 @click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards, to poke at.")
-@click.option("--name", help="A lab name instead of the bundle's (its addresses must be free here).")
+@click.option("--name", help="The replay's lab name [default: the bundle's, or NAME-rN when a lab of that name exists here].")
+@click.option("-y", "--yes", is_flag=True, help="Run without asking, once the review is printed.")
+@_SET
+@click.option("--allow-hosts", is_flag=True, help="Let a lab across hosts contact the Docker hosts the bundle names.")
+@click.option("--trust-commands", is_flag=True,
+              help="Let parameters the cluster runs as commands through (archive_command, CM's event trigger scripts...).")
+@click.option("--max-size", type=click.IntRange(1, 1024 * 1024), metavar="MIB",
+              help="Cap on the bundle's unpacked size, MiB [default: 200, and 2048 more for its images].")
 @click.pass_obj
 @_friendly
-def replay(progress: Progress, bundle_file: str, keep: bool, name: str | None) -> None:
-    """Bring a bundled run back: the same lab and images (checked), the same
-    scenario and seed; print the verdicts and timings beside the bundle's.
+def replay(progress: Progress, bundle_file: str, keep: bool, name: str | None, yes: bool, assignments: tuple[str, ...],
+           allow_hosts: bool, trust_commands: bool, max_size: int | None) -> None:
+    """Bring a bundled run back: print what it will create and use, then (with
+    --yes, or a yes at a terminal) bring up a lab of its own with the same
+    images (checked), run the same scenario and seed, and print the verdicts
+    and timings beside the bundle's. A bundle is someone else's file: paths on
+    this host must be given again (--set), hosts and commands allowed by name.
     Exit status 0 only when every verdict matches."""
-    result = api.replay(Path(bundle_file), keep, name, progress)
+    review = api.review_replay(Path(bundle_file), name, _parameters(assignments), allow_hosts, trust_commands,
+                               max_size * 1024**2 if max_size else None, progress)
+    out.print(f"replay of {bundle_file}: what it will create and use", highlight=False)
+    for line in review.lines():
+        out.print(f"  {line}", markup=False, highlight=False)
+    if review.refusals:
+        review.discard()
+        raise CmlabError("the replay is refused, nothing was created:\n"
+                             + "\n".join(f"  {r}" for r in review.refusals))
+    if not yes and not (sys.stdin.isatty() and click.confirm("create this lab and run the scenario?", default=False)):
+        review.discard()
+        raise CmlabError("nothing was created: give --yes (or answer yes at a terminal) to run the replay")
+    result = api.run_replay(review, keep)
     for c in result.images:
         out.print(f"image of {c.container}: {c.how} (bundle {c.bundle_tag} {str(c.bundle_id)[7:19]}, "
-                  f"here {c.tag} {str(c.id)[7:19]})")
+                  f"here {c.tag} {str(c.id)[7:19]})", markup=False, highlight=False)
         for line in c.differences:
-            out.print(f"    {line}")
+            out.print(f"    {line}", markup=False, highlight=False)
     table = Table(title=f"{result.run.scenario.name}, seed {result.run.seed}: bundle vs replay")
     for col in ("trial", "", "bundle", "replay", ""):
         table.add_column(col)
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     for r in result.rows:
         mark = "[green]same[/]" if r.ok else ("[red]DIFFERS[/]" if r.kind == "verdict" else "[yellow]out of tolerance[/]")
-        table.add_row(str(r.trial), r.name + (" (s)" if r.kind == "timing" else ""), fmt(r.bundle), fmt(r.replay), mark)
+        table.add_row(str(r.trial), escape(r.name) + (" (s)" if r.kind == "timing" else ""), escape(fmt(r.bundle)),
+                      escape(fmt(r.replay)), mark)
     out.print(table)
-    out.print(f"replay: {result.run.directory}" + ("; the lab is still up" if keep else ""))
+    out.print(f"replay: {result.run.directory}" + (f"; the lab '{result.run.lab}' is still up" if keep else ""),
+              markup=False, highlight=False)
     if not result.verdicts_match:
         out.print("[red]the verdicts differ from the bundle's[/]")
         raise SystemExit(1)

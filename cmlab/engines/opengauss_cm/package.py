@@ -78,6 +78,8 @@ def _verify(path: Path, sha256: str | None) -> str:
         raise ImageBuildError(f"{path}: no such file or directory (the openGauss package or install tree)")
     if path.is_dir():
         return ""
+    if not path.is_file():  # a device (/dev/zero) would be read for ever, a FIFO would block
+        raise ImageBuildError(f"{path}: not a regular file or a directory (the openGauss package or install tree)")
     actual = sha256_of(path)
     if sha256 and actual != sha256.lower():
         raise ImageBuildError(f"{path}: SHA-256 is {actual}, expected {sha256.lower()}: the file is not the package you named")

@@ -659,7 +659,7 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
         lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=bool(clash),
                                 parameters={**{k: None for k in engine.host_inputs if k not in given}, **given})
         plan = lab.plan
-        scenario.check(lab.timing, f"lab {plan.name}")
+        scenario.check_against(plan, lab.timing)
     defaults = engine.resolve_parameters({})[0]
     review = Review(run_dir, plan, lab, bundle_plan, scenario, meta, report, notes=notes,
                     changed={k: v for k, v in plan.parameters.items() if defaults.get(k) != v and k not in given},

@@ -28,8 +28,8 @@ from cmlab.progress import Progress
 from cmlab.topology import resolve
 from cmlab.topology.schema import Topology
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -554,7 +554,7 @@ def check_scenario(scenario: str) -> None:
 
 @main.command()
 @LAB_OPTION
-@click.option("-n", "--trials", type=int, default=1, show_default=True, help="How many trials.")
+@click.option("-n", "--trials", type=click.IntRange(1, 1000), default=1, show_default=True, help="How many trials.")
 @click.option("--fresh", is_flag=True, help="A fresh lab for each trial (down and up between trials).")
 @click.option("--seed", type=int, help="Seed of every random choice (targets, shapes, staggers); default: a random one, recorded.")
 @click.option("--write-ms", type=float, help="Writers' cadence, milliseconds [default: the scenario's workload, or 20].")

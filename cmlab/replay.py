@@ -294,7 +294,7 @@ def free_name(name: str, taken: set[str]) -> str:
 
 def overlapping(subnets: list[IPv4Network], used: list[IPv4Network]) -> list[str]:
     """``"<subnet> overlaps <used>"`` for each AZ subnet that overlaps a subnet in use here."""
-    return [f"{s} overlaps {u}" for s in subnets for u in used if s.overlaps(u)]
+    return [f"{s} overlaps {u}, in use here" for s in subnets for u in used if s.overlaps(u)]
 
 
 def image_archive(run_dir: Path) -> Path | None:

@@ -112,9 +112,8 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     :raises CmlabError: the lab cannot run the scenario, was not ready in
         time, or a step failed (the faults are healed).
     """
-    if len(lab.plan.azs) < scenario.min_azs:
-        raise CmlabError(f"scenario {scenario.name} needs {scenario.min_azs} AZs; lab {lab.plan.name} has {len(lab.plan.azs)}")
     timing = lab.timing
+    scenario.check_against(lab.plan, timing)
     setup, schedule, nemesis_seed = scenario.steps(timing, seed, index)
     directory.mkdir(parents=True, exist_ok=True)
     lab.ensure_ready()
@@ -190,7 +189,14 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
     :param cadence: the probes' cadence; None: the scenario's ``workload``.
     :param seed: the seed of every random choice; None: a random one (recorded in ``run.json``).
     :returns: the run, with every trial's history and metrics.
+    :raises ScenarioError: the scenario does not fit the lab (its durations with
+        the lab's timing, its targets, its AZs): checked before the run
+        directory is made, so a run that cannot start leaves none.
+    :raises CmlabError: ``trials`` is under 1, or a trial failed.
     """
+    if trials < 1:
+        raise CmlabError(f"a run has at least one trial (asked for {trials})")
+    scenario.check_against(lab.plan, lab.timing)
     seed = secrets.randbits(32) if seed is None else seed
     cadence = cadence or scenario_cadence(scenario)
     run = Run(scenario, lab.plan.name, lab.plan.engine, directory or new_run_dir(lab.plan.name, scenario.name),

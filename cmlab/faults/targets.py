@@ -64,6 +64,21 @@ def resolve(
     return [n for n in names if n in chosen]
 
 
+def check(spec: str, plan: LabPlan) -> None:
+    """Check ``spec``'s words against the lab before anything runs: node names,
+    AZs and shapes must exist in ``plan``; live roles are checked when resolved.
+
+    :raises FaultError: an unknown word, naming it and the words there are.
+    """
+    names = [n.name for n in plan.nodes]
+    words = [w.strip() for w in spec.split(",") if w.strip()]
+    if not words:
+        raise FaultError(f"target '{spec}' designates no node (use {HELP})")
+    for word in words:
+        if word not in LIVE:
+            _one(word, plan, names, None, random.Random(0), None, None)
+
+
 def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None, rng: random.Random,
          quorum_leader: Callable[[], str | None] | None,
          upstream: Callable[[str], str | None] | None) -> list[str]:

@@ -18,9 +18,10 @@ something, ``notes`` says why and the promise is left out.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -28,9 +29,12 @@ from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError, Issue, ScenarioError
 from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
-from cmlab.scenarios.schema import (STEP_DURATIONS, FaultStep, FlipFlopStep, OneOfStep, RepeatStep, ScenarioFile, VipFlapStep,
-                                    WaitStep)
+from cmlab.scenarios.schema import (STEP_DURATIONS, FaultStep, FlipFlopStep, OneOfStep, PrimaryInStep, RepeatStep,
+                                    ScenarioFile, SwitchoverStep, VipFlapStep, WaitStep)
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
+
+if TYPE_CHECKING:
+    from cmlab.topology.plan import LabPlan
 
 #: The built-in scenarios' files.
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -93,13 +97,17 @@ class Scenario:
         limit = self.spec.time_limit
         return None if limit is None else duration.seconds(limit, self.environment(timing))
 
-    def check(self, timing: Timing, label: str = "the lab") -> None:
-        """Evaluate every duration with ``timing`` (a lab's), before anything runs.
+    def check_against(self, plan: "LabPlan", timing: Timing) -> None:
+        """Check the scenario against a lab before anything runs: every duration
+        evaluated with the lab's timing, every target, AZ, host, disk and VIP
+        named by a step known to the lab, and enough AZs.
 
-        :raises ScenarioError: each duration that is not a finite number of
-            seconds from 0 to a day (division by zero, overflow...), at its file:line:column.
+        :raises ScenarioError: every problem, each at its file:line:column.
         """
-        issues = duration_issues(self.spec, {label: timing})
+        issues = duration_issues(self.spec, {f"lab {plan.name}": timing}) + target_issues(self.spec, plan)
+        if len(plan.azs) < self.min_azs:
+            issues.append(Issue("min-azs", f"the scenario needs {self.min_azs} AZs; lab {plan.name} has {len(plan.azs)}",
+                                "run it on a lab with more AZs (topologies/two-az.yaml)"))
         if issues:
             raise ScenarioError(self.source, issues, self.positions)
 
@@ -166,6 +174,58 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
     if not any(isinstance(step, (FaultStep, VipFlapStep)) for where, step in steps if where.startswith("schedule")):
         issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault (or VIP flap)",
                             "add a step such as {fault: crash, target: primary}"))
+    return issues
+
+
+#: Fault arguments that name nodes (a target: ``pg1``, ``primary``, ``az:az2``...).
+_TARGET_ARGUMENTS = ("target", "a", "b", "peers", "node")
+
+
+def target_issues(spec: ScenarioFile, plan: "LabPlan") -> list[Issue]:
+    """Every node target, AZ, host, disk and VIP a step names, checked against
+    ``plan`` (live roles such as ``primary`` are resolved when the step runs)."""
+    from cmlab.errors import FaultError
+    from cmlab.faults import targets
+
+    def known(value: Any, names: list[str], extra: tuple[str, ...], what: str) -> None:
+        for word in value if isinstance(value, list) else [value]:
+            if word not in names and word not in extra:
+                raise FaultError(f"unknown {what} '{word}' ({what}s: {', '.join(names + list(extra)) or 'none'})")
+
+    def node_target(value: Any) -> None:
+        targets.check(str(value), plan)
+
+    azs, hosts = [a.name for a in plan.azs], [h.name for h in plan.hosts]
+    issues = []
+    for where, step in list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule")):
+        checks: list[tuple[str, Any, Callable[[Any], None]]] = []  # (key, value, check)
+        if isinstance(step, FaultStep):
+            args = step.arguments()
+            for key, value in args.items():
+                if step.fault == "split-azs" and key in ("a", "b"):
+                    checks.append((key, value, lambda v: known(v, azs, ("primary-az",), "AZ")))
+                elif step.fault == "isolate-host" and key == "host":
+                    checks.append((key, value, lambda v: known(v, hosts, ("primary-host",), "host")))
+                elif key in _TARGET_ARGUMENTS:
+                    checks.append((key, value, node_target))
+                elif key == "disk":
+                    checks.append((key, value, lambda v: known(v, [d.name for d in plan.disks], (), "disk")))
+                elif key == "vip" and value is not None:
+                    checks.append((key, value, lambda v: known(v, [x.name for x in plan.vips], (), "VIP")))
+        elif isinstance(step, SwitchoverStep):
+            checks.append(("switchover", step.switchover, node_target))
+        elif isinstance(step, VipFlapStep):
+            checks.append(("vip-flap", step.vip_flap, node_target))
+        elif isinstance(step, PrimaryInStep):
+            checks.append(("primary-in", step.primary_in, lambda v: known(v, azs, ("quorum-majority", "quorum-minority"), "AZ")))
+        for key, value, check in checks:
+            if value is None:
+                continue
+            try:
+                check(value)
+            except FaultError as exc:
+                issues.append(Issue(join_path(where, key), str(exc), f"lab {plan.name} has nodes "
+                                    f"{', '.join(n.name for n in plan.nodes)} and AZs {', '.join(azs)}"))
     return issues
 
 

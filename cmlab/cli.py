@@ -1,7 +1,9 @@
 """``cmlab`` on the command line: parse arguments, call :mod:`cmlab.api`, print.
 
 Every error cmlab raises on purpose is printed as one message (no traceback)
-with exit status 1.
+with exit status 1; an error from the operating system or Docker reads as one
+sentence too; anything else is a bug of cmlab's, said as one line with exit
+status 2 (``-v`` prints its traceback, for the report).
 """
 
 from __future__ import annotations
@@ -38,13 +40,37 @@ def _friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
         except CmlabError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            _error(str(exc))
             sys.exit(1)
         except KeyboardInterrupt:
             err.print("interrupted")
             sys.exit(130)
+        except OSError as exc:
+            _error(f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
+            sys.exit(1)
+        except Exception as exc:  # noqa: BLE001 - a bug of cmlab's: one line, the traceback with -v
+            from docker.errors import DockerException
+
+            if isinstance(exc, DockerException):
+                _error(f"Docker: {exc}")
+                sys.exit(1)
+            ctx = click.get_current_context(silent=True)
+            verbose = bool(ctx and isinstance(ctx.find_root().obj, Progress) and ctx.find_root().obj.verbose)
+            if verbose:
+                import traceback
+
+                err.print(traceback.format_exc(), markup=False, highlight=False)
+            _error(f"cmlab failed unexpectedly ({type(exc).__name__}: {exc}); this is a bug: please report it "
+                   f"with the output of `cmlab -v {' '.join(sys.argv[1:])}`")
+            sys.exit(2)
     return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def _lab_name(arg: str | None) -> str:
@@ -108,6 +134,7 @@ def schema(engine: str | None, of_scenario: bool) -> None:
 
 @main.command("parse-cm-query")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
+@_friendly
 def parse_cm_query(file) -> None:
     """Parse a pasted `cm_ctl query` / `gs_om -t status` output (FILE or -) and print it as JSON."""
     from cmlab.engines.opengauss_cm.query import CmQueryParseError, parse
@@ -119,6 +146,7 @@ def parse_cm_query(file) -> None:
 
 
 @main.command()
+@_friendly
 def engines() -> None:
     """List the engines."""
     reg = default_registry()
@@ -537,6 +565,7 @@ def heal(lab: str | None, key: str | None) -> None:
 
 
 @main.command()
+@_friendly
 def scenarios() -> None:
     """List the built-in failover scenarios (the files of scenarios/)."""
     for s in api.scenarios().values():

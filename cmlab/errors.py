@@ -94,6 +94,14 @@ class ImageBuildError(CmlabError):
     """An image could not be built; the message carries the failing step's output."""
 
 
+class UnknownName(CmlabError, KeyError):
+    """A name that is not in the lab (a node, an AZ, a host, a disk); the
+    message lists the names there are. A ``KeyError`` too, for lookups that fall back."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class LabError(CmlabError):
     """A lab operation cannot go on (unknown lab, conflicting lab, failed start)."""
 
@@ -106,7 +114,7 @@ class EngineError(CmlabError):
     """The cluster manager refused or failed an operation (switchover...)."""
 
 
-class UnknownEngine(CmlabError):
+class UnknownEngine(UnknownName):
     """The topology names an engine that is not registered."""
 
 

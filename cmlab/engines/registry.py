@@ -8,6 +8,7 @@ fake engine.
 
 from __future__ import annotations
 
+from cmlab.errors import UnknownEngine
 from cmlab.engines.base import Engine
 
 
@@ -28,12 +29,12 @@ class EngineRegistry:
     def get(self, name: str) -> Engine:
         """The engine called ``name``.
 
-        :raises KeyError: with a message naming the known engines.
+        :raises UnknownEngine: (a ``KeyError``) with a message naming the known engines.
         """
         try:
             return self._engines[name]
         except KeyError:
-            raise KeyError(f"unknown engine '{name}' (known: {', '.join(self.names())})") from None
+            raise UnknownEngine(f"unknown engine '{name}' (known: {', '.join(self.names())})") from None
 
     def names(self) -> list[str]:
         return sorted({e.name for e in self._engines.values()})

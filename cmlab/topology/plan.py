@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from cmlab.errors import UnknownName
 from cmlab.topology.schema import Role
 
 #: Prefix of every Docker object name cmlab creates.
@@ -118,20 +119,22 @@ class LabPlan(_Plan):
         for h in self.hosts:
             if h.name == name:
                 return h
-        raise KeyError(f"no host '{name}' in lab '{self.name}' (hosts: {', '.join(h.name for h in self.hosts) or 'none'})")
+        raise UnknownName(f"no host '{name}' in lab '{self.name}' (hosts: {', '.join(h.name for h in self.hosts) or 'none'})")
 
     def node(self, name: str) -> NodePlan:
-        """The node called ``name``; raises ``KeyError`` naming the known nodes."""
+        """The node called ``name``.
+
+        :raises UnknownName: (a ``KeyError``) naming the known nodes."""
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise KeyError(f"no node '{name}' in lab '{self.name}' (nodes: {', '.join(n.name for n in self.nodes)})")
+        raise UnknownName(f"no node '{name}' in lab '{self.name}' (nodes: {', '.join(n.name for n in self.nodes)})")
 
     def az(self, name: str) -> AzPlan:
         for a in self.azs:
             if a.name == name:
                 return a
-        raise KeyError(f"no AZ '{name}' in lab '{self.name}'")
+        raise UnknownName(f"no AZ '{name}' in lab '{self.name}' (AZs: {', '.join(a.name for a in self.azs)})")
 
     def nodes_with(self, role: Role) -> list[NodePlan]:
         return [n for n in self.nodes if n.has(role)]
@@ -140,7 +143,7 @@ class LabPlan(_Plan):
         for d in self.disks:
             if d.name == name:
                 return d
-        raise KeyError(f"no disk '{name}' in lab '{self.name}' (disks: {', '.join(d.name for d in self.disks) or 'none'})")
+        raise UnknownName(f"no disk '{name}' in lab '{self.name}' (disks: {', '.join(d.name for d in self.disks) or 'none'})")
 
     def disks_of(self, node: str) -> list[DiskPlan]:
         return [d for d in self.disks if node in d.nodes]

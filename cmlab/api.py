@@ -576,7 +576,7 @@ def rerender(run_dir: Path) -> dict[str, Any]:
     """Render a saved run's reports again from its histories (no lab needed);
     returns ``report.json``'s document.
 
-    :raises FileNotFoundError: ``run_dir`` is not a run directory.
+    :raises CmlabError: not a run directory, a link in it, or a malformed file (one line, naming it).
     """
     return _rerender(run_dir)
 

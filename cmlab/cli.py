@@ -693,10 +693,7 @@ def replay(progress: Progress, bundle_file: str, keep: bool, name: str | None, y
 @_friendly
 def report(run_dir: str) -> None:
     """Render a run's reports again from its saved histories (no lab needed)."""
-    try:
-        doc = api.rerender(Path(run_dir))
-    except FileNotFoundError as exc:
-        raise click.UsageError(f"{run_dir} is not a run directory ({exc.filename} is missing)") from None
+    doc = api.rerender(Path(run_dir))
     _print_run(doc)
     out.print(f"reports: {run_dir}/report.html")
 

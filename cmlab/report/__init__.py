@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -20,6 +21,7 @@ from xml.etree import ElementTree as ET
 from cmlab.checkers.metrics import METRICS, SUMMARISED, TrialMetrics, compute
 from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
+from cmlab.errors import CmlabError
 from cmlab.history import History
 from cmlab.report.plot import draw
 from cmlab.scenarios import SCENARIOS, Scenario, loads
@@ -151,14 +153,62 @@ def write_reports(directory: Path, scenario: Scenario, trials: list[tuple[int, H
 def rerender(directory: Path) -> dict[str, Any]:
     """Render a saved run's reports again from its histories (no lab needed).
 
-    :raises FileNotFoundError: ``directory`` is not a run directory.
+    A run directory may be someone else's (a bundle), so it must hold plain
+    files and directories only: a link anywhere in it is refused before
+    anything is read or written (a report written through a link lands
+    outside), and a malformed file is named in one line.
+
+    :raises CmlabError: not a run directory, a link in it, or a file that cannot be read as written.
     """
-    meta = json.loads((directory / "run.json").read_text())
-    name = meta.pop("scenario")
+    if not (directory / "run.json").is_file():
+        raise CmlabError(f"{directory} is not a run directory ({directory / 'run.json'} is missing)")
+    refuse_links(directory)
+    try:
+        meta = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+        name = meta.pop("scenario")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as exc:
+        raise CmlabError(f"{directory / 'run.json'} is malformed ({type(exc).__name__}: {exc})") from None
     saved = directory / "scenario.yaml"
-    scenario = loads(saved.read_text(), str(saved), name) if saved.exists() else SCENARIOS[name]
+    scenario = _saved_scenario(saved, name) if saved.exists() else _builtin(name)
     trials = []
     for trial_dir in sorted(directory.glob("trial-*")):
-        h = History.load(trial_dir / "history.jsonl")
-        trials.append((int(trial_dir.name.split("-")[1]), h, compute(h)))
-    return render(directory, scenario, trials, meta)
+        path = trial_dir / "history.jsonl"
+        try:
+            h = History.load(path)
+            trials.append((int(trial_dir.name.split("-")[1]), h, compute(h)))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError,
+                IndexError) as exc:
+            raise CmlabError(f"{path} is malformed ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not trials:
+        raise CmlabError(f"{directory} holds no trial (no trial-*/history.jsonl)")
+    try:
+        return render(directory, scenario, trials, meta)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise CmlabError(f"{directory}: the saved run cannot be rendered ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def refuse_links(directory: Path) -> None:
+    """Refuse a directory that holds a link anywhere (walked without following links).
+
+    :raises CmlabError: naming the first link and where it points.
+    """
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                raise CmlabError(f"{path} is a link (to {os.readlink(path)}): a run directory holds plain files only; "
+                                 "refused, nothing was read or written")
+
+
+def _saved_scenario(path: Path, name: Any) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CmlabError(f"{path} cannot be read as text ({exc})") from None
+    return loads(text, str(path), name if isinstance(name, str) else None)
+
+
+def _builtin(name: Any) -> Scenario:
+    if not isinstance(name, str) or name not in SCENARIOS:
+        raise CmlabError(f"the run's scenario {name!r} has no scenario.yaml beside it and is no built-in scenario")
+    return SCENARIOS[name]

@@ -629,9 +629,13 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
     registry = default_registry()
     topology = run_dir / "lab" / "topology.yaml"
     data, positions = read_yaml_file(topology)
-    if resolve.plan_data(data, str(topology), positions, registry, []) != bundle_plan:
-        raise _replay.BundleRefused(f"{run_dir.name}: lab/plan.json and lab/topology.yaml describe different labs")
     engine = registry.get(bundle_plan.engine)
+    # The two must be one lab; compared with the host inputs left out, which an
+    # engine's checks would open (the bundle's `package: /etc/shadow`).
+    unset = {k: None for k in engine.host_inputs}
+    bundle_plan_here = bundle_plan.model_copy(update={"parameters": {**bundle_plan.parameters, **unset}})
+    if resolve.plan_data(resolve.with_parameters(data, unset), str(topology), positions, registry, []) != bundle_plan_here:
+        raise _replay.BundleRefused(f"{run_dir.name}: lab/plan.json and lab/topology.yaml describe different labs")
     refusals, notes = [], []
     for key in engine.host_inputs:
         if bundle_plan.parameters.get(key) is not None and key not in given:

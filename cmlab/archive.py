@@ -42,6 +42,8 @@ MAX_IMAGE_BYTES = 2 * 1024**3
 MAX_MEMBERS = 20000
 #: Deepest path a member may have, in parts.
 MAX_DEPTH = 16
+#: Largest extended header (pax, GNU long name) read, bytes: tarfile reads one whole into memory.
+MAX_HEADER_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
 
 
@@ -80,6 +82,23 @@ class _Capped(io.RawIOBase):
             raise BundleRefused(f"it unpacks to more than {self.limit / 1024**2:.0f} MiB")
         buffer[:len(data)] = data
         return len(data)
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A TarInfo whose extended headers (pax, GNU long names) are refused past
+    :data:`MAX_HEADER_BYTES` before tarfile reads them into memory."""
+
+    def _proc_pax(self, tarfile):  # type: ignore[no-untyped-def,override]
+        self._bounded()
+        return super()._proc_pax(tarfile)
+
+    def _proc_gnulong(self, tarfile):  # type: ignore[no-untyped-def,override]
+        self._bounded()
+        return super()._proc_gnulong(tarfile)
+
+    def _bounded(self) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise BundleRefused(f"an extended tar header of {self.size} bytes (at most {MAX_HEADER_BYTES})")
 
 
 def member_path(name: str) -> PurePosixPath:
@@ -127,13 +146,13 @@ def unpack(bundle: Path, parent: Path, max_bytes: int | None = None) -> Path:
 def _unpack_into(bundle: Path, dest: Path, max_bytes: int | None) -> None:
     files_cap = MAX_BYTES if max_bytes is None else max_bytes
     images_cap = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
-    # Headers and padding: at most 3 blocks a member on top of its data.
-    stream_cap = files_cap + images_cap + MAX_MEMBERS * 3 * tarfile.BLOCKSIZE
+    # Headers and padding on top of the data: a few blocks a member, and extended headers.
+    stream_cap = files_cap + images_cap + MAX_MEMBERS * 4 * tarfile.BLOCKSIZE + 64 * MAX_HEADER_BYTES
     files_bytes = 0
     try:
         with open(bundle, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst:
             capped = io.BufferedReader(_Capped(zst, stream_cap), _CHUNK)
-            with tarfile.open(fileobj=capped, mode="r|") as tar:
+            with tarfile.open(fileobj=capped, mode="r|", tarinfo=_BoundedInfo) as tar:
                 for count, member in enumerate(tar, start=1):
                     if count > MAX_MEMBERS:
                         raise BundleRefused(f"more than {MAX_MEMBERS} members")

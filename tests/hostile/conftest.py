@@ -1,0 +1,33 @@
+"""Fixtures of the hostile corpus: a marker path that a trick aims at, and Docker where a test needs it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cmlab.errors import DockerUnavailable
+from cmlab.runtime.client import connect
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """A path a hostile input tries to create; the test asserts it never exists."""
+    return tmp_path / "outside" / f"cmlab-hostile-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        return connect()
+    except DockerUnavailable as exc:
+        pytest.skip(f"no Docker Engine: {exc}")
+
+
+@pytest.fixture
+def results(tmp_path: Path, monkeypatch) -> Path:
+    """Results (and so unpacked replays) under the test's own directory."""
+    path = tmp_path / "results"
+    monkeypatch.setenv("CMLAB_RESULTS_DIR", str(path))
+    return path

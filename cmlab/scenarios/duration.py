@@ -82,11 +82,12 @@ def _walk(node: ast.AST, found: set[str], text: str) -> None:
         _walk(node.operand, found, text)
         return
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS and not node.keywords
-            and node.args and not any(isinstance(a, ast.Starred) for a in node.args)):
+            and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args)):
         for arg in node.args:
             _walk(arg, found, text)
         return
-    raise ValueError(f"'{text}' may use only numbers, {', '.join([*NAMES, RTO])}, + - * /, min() and max()")
+    raise ValueError(f"'{text}' may use only numbers, {', '.join([*NAMES, RTO])}, + - * /, min() and max() "
+                     "(of two values or more)")
 
 
 def environment(timing: Timing, rto_s: float | None) -> dict[str, float]:

@@ -92,7 +92,7 @@ def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, so
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _value(key_node, path, loader, pos, source, error)
             if not isinstance(key, str):
                 raise error(
                     source,
@@ -111,11 +111,17 @@ def _construct(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, so
         return out
     if isinstance(node, SequenceNode):
         return [_construct(item, join_path(path, i), loader, pos, source, error) for i, item in enumerate(node.value)]
-    assert isinstance(node, ScalarNode)
+    return _value(node, path, loader, pos, source, error)
+
+
+def _value(node: Node, path: str, loader: _NoAliasLoader, pos: Positions, source: str, error: type[DocumentError]) -> Any:
+    """A scalar (or a mapping key) as PyYAML's safe constructors make it."""
     try:
         return loader.construct_object(node, deep=True)
-    except (ValueError, OverflowError, TypeError) as exc:  # a tagged scalar its constructor refuses (!!float x)
-        raise error(source, [Issue(path or "<document>", f"YAML: {_first_line(exc)}", "write a plain value")], pos) from None
+    except (ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # a tagged scalar its constructor refuses: !!float x, an empty !!int
+        raise error(source, [Issue(path or "<document>", f"YAML: {_first_line(exc)}", "write a plain value")],
+                    {**pos, path or "<document>": (node.start_mark.line + 1, node.start_mark.column + 1)}) from None
 
 
 def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = TopologyError) -> tuple[Any, Positions]:
@@ -129,7 +135,7 @@ def load_yaml(text: str, source: str = "<string>", error: type[DocumentError] = 
     :raises DocumentError: (``error``) on a syntax error, an alias or anchor, a
         duplicate key, more than one document, or a document over :data:`MAX_BYTES`.
     """
-    if len(text.encode()) > MAX_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise error(
             source, [Issue("<document>", f"file is larger than {MAX_BYTES} bytes", f"a {error.what} is a few KiB; check the file")]
         )

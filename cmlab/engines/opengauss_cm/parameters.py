@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cmlab.engines.base import ConfigKey, ConfigValue
 
@@ -61,3 +61,13 @@ class CmParameters(BaseModel):
     event_triggers: bool = Field(default=True, description="record CM's on_start/on_stop/on_failover/on_switchover in the trials' history")
     cm_agent: dict[ConfigKey, ConfigValue] = Field(default_factory=dict, description="more cm_agent.conf overrides")
     cm_server: dict[ConfigKey, ConfigValue] = Field(default_factory=dict, description="more cm_server.conf overrides")
+
+    @field_validator("cm_agent", "cm_server")
+    @classmethod
+    def _no_comment(cls, value: dict[str, object]) -> dict[str, object]:
+        # cm_agent.conf and cm_server.conf have no quoting (CM keeps quotes as part of the value):
+        # a '#' would end the value there, and cm_ctl set refuses it (CM/src/cm_ctl/ctl_param_check.cpp).
+        for key, v in value.items():
+            if isinstance(v, str) and "#" in v:
+                raise ValueError(f"{key}: CM's configuration files have no quoting, so a '#' would end the value there")
+        return value

@@ -33,13 +33,27 @@ def test_a_bundled_run_replays_on_a_fresh_lab_with_the_same_verdicts(replay_lab:
     every_text = "".join(p.read_text(errors="replace") for p in run.directory.rglob("*") if p.is_file())
     assert REPLICATION[1] not in every_text and f"password: {SUPERUSER[1]}\n" not in every_text
 
-    bundle = api.bundle(run.directory, tmp_path / "run.tar.zst")
-    replay_lab.down()
+    bundle = api.bundle(run.directory, tmp_path / "run.tar.zst", with_images=True)
+    # The bundle's lab is still up: the replay must make a lab of its own and leave this one alone.
+    containers = sorted((c.name, c.id) for c in replay_lab.runtime.containers(replay_lab.plan.name))
+    tags = {t: i.id for i in replay_lab.client.images.list() for t in i.tags}
     result = api.replay(bundle)
-    print(f"\nreplay of vip-removed, seed 5: images {[c.how for c in result.images]}; "
+    print(f"\nreplay of vip-removed, seed 5: lab {result.run.lab}, images {[c.how for c in result.images]}; "
           + ", ".join(f"{r.name} {r.bundle} / {r.replay}" for r in result.rows if r.kind == "timing" and r.bundle is not None))
+    assert result.run.lab == f"{replay_lab.plan.name}-r1"
     assert [c.how for c in result.images] == ["same image"] * len(images)
     verdicts = [r for r in result.rows if r.kind == "verdict"]
     assert verdicts and result.verdicts_match, [r for r in verdicts if not r.ok]
     assert json.loads((result.run.directory / "report.json").read_text())["seed"] == 5
-    assert_lab_gone(replay_lab)
+    assert sorted((c.name, c.id) for c in replay_lab.runtime.containers(replay_lab.plan.name)) == containers
+    assert replay_lab.status().ready
+    now = {t: i.id for i in replay_lab.client.images.list() for t in i.tags}
+    assert {t: now.get(t) for t in tags} == tags, "the replay moved a tag of this host"
+    assert not [t for t in now if t.startswith("cmlab-replay/")], "the replay left its image tags"
+    assert_lab_gone(api.Lab(result_plan(result), replay_lab.engine, replay_lab.client))
+
+
+def result_plan(result):
+    from cmlab.topology.plan import LabPlan
+
+    return LabPlan.from_json((result.run.directory / "lab" / "plan.json").read_text())

@@ -24,7 +24,7 @@ import docker
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
-from cmlab.errors import EngineError, LabError, WaitTimeout
+from cmlab.errors import CmlabError, EngineError, LabError, WaitTimeout
 from cmlab.bundle import capture_lab, pack
 from cmlab.faults.host import Capability, capabilities
 from cmlab.faults.nemesis import Nemesis
@@ -683,8 +683,22 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
             raise _replay.BundleRefused(f"{run_dir.name}: images.tar does not hold the one image lab/images.json "
                                         f"names for the nodes ({', '.join(sorted(ids)) or 'none named'})")
         review.node_image = next(iter(ids))
+    elif lab is not None:
+        review.build = _recipe_image(lab, bool(review.given))
     review.refusals = refusals
     return review
+
+
+def _recipe_image(lab: Lab, given: bool) -> str:
+    """What the review says of the nodes' image when the bundle carries none."""
+    if given:
+        return f"built here from cmlab's {lab.engine.recipe.name} recipe with the files you gave"
+    builder = ImageBuilder(lab.client)
+    try:
+        tag = builder.engine_tag(lab.engine.recipe, lab.engine.build_inputs(lab.plan))
+    except CmlabError as exc:
+        return f"built here from cmlab's {lab.engine.recipe.name} recipe, which cannot be built yet: {exc}"
+    return f"{tag} ({'here already' if builder._exists(tag) else 'built here'} from cmlab's {lab.engine.recipe.name} recipe)"
 
 
 def run_replay(review: Review, keep: bool = False) -> ReplayResult:

@@ -165,6 +165,8 @@ class Review:
     changed: dict[str, Any] = field(default_factory=dict)
     given: dict[str, Any] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
+    #: The nodes' image when the bundle carries none: its tag and whether it is here or to be built.
+    build: str = ""
     refusals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -194,7 +196,7 @@ class Review:
                     for i in self.images]
             out.append(f"the nodes run the bundle's image {self.node_image}")
         else:
-            out.append("images: built here from cmlab's recipes (or found by their content hash)")
+            out.append(f"the nodes' image: {self.build or 'built here from cmlab' + chr(39) + 's recipe'}")
         out += [f"host input given again: {k} = {v}" for k, v in self.given.items()]
         out += [f"parameter differing from {plan.engine}'s defaults: {k} = {json.dumps(v)}" for k, v in self.changed.items()]
         out += [f"runs commands: {c} = {json.dumps(_dotted(plan.parameters, c))}" for c in self.commands]

@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EMPTY = {"containers": [], "networks": [], "volumes": []}
 
 
-@pytest.fixture(scope="session")
-def docker_client():
-    try:
-        return connect()
-    except DockerUnavailable as exc:
-        pytest.skip(f"no Docker Engine: {exc}")
-
-
 def example_topology(tmp_path: Path, example: str, name: str, **extra) -> Path:
     """A copy of ``topologies/<example>.yaml`` named ``name``, with subnets and
     VIP addresses left out (allocated from the free pool) and ``extra`` keys set."""

@@ -1,4 +1,4 @@
-"""Fixtures of the hostile corpus: a marker path that a trick aims at, and Docker where a test needs it."""
+"""Fixtures of the hostile corpus: a marker path that a trick aims at, results of its own (Docker: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cmlab.errors import DockerUnavailable
-from cmlab.runtime.client import connect
 
 
 @pytest.fixture
 def marker(tmp_path: Path) -> Path:
     """A path a hostile input tries to create; the test asserts it never exists."""
     return tmp_path / "outside" / f"cmlab-hostile-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    try:
-        return connect()
-    except DockerUnavailable as exc:
-        pytest.skip(f"no Docker Engine: {exc}")
 
 
 @pytest.fixture

@@ -18,37 +18,56 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import docker
+from typing import TYPE_CHECKING, Any
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import CmlabError, EngineError, LabError, WaitTimeout
-from cmlab.bundle import capture_lab, pack
 from cmlab.faults.host import Capability, capabilities
-from cmlab.faults.nemesis import Nemesis
-from cmlab.images.build import ImageBuilder
-from cmlab.probes.probeset import Cadence
 from cmlab.progress import Progress, Quiet, log
-from cmlab.report import rerender as _rerender
-from cmlab.scenarios import SCENARIOS, Scenario
-from cmlab.scenarios import get as _get_scenario
-from cmlab.state import remove_lab_state, results_dir, save_plan, saved_labs, saved_plan
-from cmlab.runtime import disks
-from cmlab.runtime.client import connect
-from cmlab.probes.probeset import client_dsn
-from cmlab.runtime.docker import DockerRuntime, Removed, network_lock
-from cmlab.runtime.hosts import ensure_swarm, host_report, ship_images
 from cmlab.runtime.routes import host_routes
+from cmlab.state import remove_lab_state, results_dir, save_plan, saved_labs, saved_plan
 from cmlab.topology import resolve
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import read_yaml_file
-from cmlab import replay as _replay
-from cmlab.replay import ReplayResult, Review
-from cmlab.sweep import SweepResult, run_sweep
-from cmlab.trials import Run, run_scenario, scenario_cadence
 from cmlab.wait import wait_for
+
+# Docker's SDK, pyroute2, psycopg and matplotlib cost seconds of CPU to import,
+# so every command would pay for them: they are imported where they are used
+# (tests/unit/test_imports.py holds the CLI and the pytest plugin to it).
+if TYPE_CHECKING:
+    import docker
+
+    from cmlab.faults.nemesis import Nemesis
+    from cmlab.probes.probeset import Cadence
+    from cmlab.replay import ReplayResult, Review
+    from cmlab.runtime.docker import Removed
+    from cmlab.scenarios import Scenario
+    from cmlab.sweep import SweepResult
+    from cmlab.trials import Run
+
+#: Names this module hands out without importing them until asked (PEP 562).
+_LAZY = {"ReplayResult": "cmlab.replay", "Review": "cmlab.replay", "Run": "cmlab.trials", "Scenario": "cmlab.scenarios",
+         "SweepResult": "cmlab.sweep", "Cadence": "cmlab.probes.probeset", "Nemesis": "cmlab.faults.nemesis"}
+
+
+def connect() -> "docker.DockerClient":
+    """A client of the Docker Engine (:func:`cmlab.runtime.client.connect`).
+
+    :raises DockerUnavailable: it cannot be reached.
+    """
+    from cmlab.runtime.client import connect as _connect
+
+    return _connect()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cmlab.api' has no attribute '{name}'")
+
 
 #: How many lines of a dead node's log an error shows.
 LOG_TAIL_LINES = 30
@@ -112,6 +131,7 @@ class Lab:
         self.plan = plan
         self.engine = engine
         self.client = client
+        from cmlab.runtime.docker import DockerRuntime
         self.runtime = DockerRuntime.for_plan(plan, client, owner)
         self.progress = progress or Quiet()
         #: Resolves the topology again against the subnets taken now (see up()).
@@ -138,6 +158,7 @@ class Lab:
         :raises DockerUnavailable: Docker cannot be reached.
         """
         registry = registry or default_registry()
+        from cmlab.runtime.docker import DockerRuntime
         client = connect()
         data, positions = read_yaml_file(path)
         if isinstance(data, dict):
@@ -165,6 +186,7 @@ class Lab:
         :raises LabError: no container of that lab carries its plan.
         """
         registry = registry or default_registry()
+        from cmlab.runtime.docker import DockerRuntime
         client = connect()
         plan = DockerRuntime(client).read_plan(name) or saved_plan(name)
         if plan is None:
@@ -185,6 +207,7 @@ class Lab:
         if self.node_image:
             return self.node_image
         inputs = self.engine.build_inputs(self.plan)
+        from cmlab.images.build import ImageBuilder
         return ImageBuilder(self.client, self.progress).engine(self.engine.recipe, inputs).tag
 
     def up(self, wait: bool = True, init_swarm: bool = False) -> LabStatus | None:
@@ -206,6 +229,9 @@ class Lab:
             lab is left for inspection and ``down`` removes it.
         """
         image = self.build()
+        from cmlab.images.build import ImageBuilder
+        from cmlab.runtime.docker import network_lock
+        from cmlab.runtime.hosts import ensure_swarm, ship_images
         builder = ImageBuilder(self.client, self.progress)
         router_image = builder.router().tag
         helper_image = builder.helper().tag if self.plan.hosts else ""
@@ -259,6 +285,8 @@ class Lab:
 
     def _create(self, image: str, router_image: str, helper_image: str = "") -> None:
         """Create and start every object of the lab; on failure remove what was made."""
+        from cmlab.runtime import disks
+
         if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
             with self.progress.step(f"removing the incomplete lab '{self.plan.name}'"):
                 self.runtime.remove(self.plan.name)
@@ -294,6 +322,7 @@ class Lab:
 
     def nemesis(self, seed: int | str | None = None) -> Nemesis:
         """The lab's faults (see :mod:`cmlab.faults.nemesis`)."""
+        from cmlab.faults.nemesis import Nemesis
         return Nemesis(self.plan, self.runtime, self.engine, seed)
 
     # ---- observing ------------------------------------------------------------------
@@ -417,6 +446,7 @@ class Lab:
             host = str(self.plan.node(host).address)
         except KeyError:
             pass
+        from cmlab.probes.probeset import client_dsn
         return client_dsn(self.engine, self.plan, self.runtime.access(self.plan), host)
 
     # ---- acting on nodes ----------------------------------------------------------------
@@ -441,6 +471,7 @@ class Lab:
 
 def labs(client: docker.DockerClient | None = None) -> list[str]:
     """Names of the labs on this Docker engine, and of the labs across hosts started from here."""
+    from cmlab.runtime.docker import DockerRuntime
     return sorted(set(DockerRuntime(client or connect()).labs()) | set(saved_labs()))
 
 
@@ -464,6 +495,9 @@ def down(name: str, client: docker.DockerClient | None = None, forget: bool = Fa
     reached (:attr:`Removed.unreachable`), so that ``down`` can finish later;
     ``forget``: drop it anyway (the host is gone for good, and so is what was on it).
     """
+    from cmlab import replay as _replay
+    from cmlab.runtime import disks
+    from cmlab.runtime.docker import DockerRuntime, Removed
     client = client or connect()
     plan = DockerRuntime(client).read_plan(name) or saved_plan(name)
     runtime = DockerRuntime.for_plan(plan, client) if plan is not None else DockerRuntime(client)
@@ -498,6 +532,7 @@ def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> li
     """
     from cmlab import owner
 
+    from cmlab.runtime.docker import DockerRuntime
     client = client or connect()
 
     def owners(lab: str) -> dict[str, str]:
@@ -534,6 +569,7 @@ def status_json(status: LabStatus) -> str:
 
 def scenarios() -> dict[str, Scenario]:
     """The built-in scenarios by name (the files of ``scenarios/``)."""
+    from cmlab.scenarios import SCENARIOS
     return dict(SCENARIOS)
 
 
@@ -542,6 +578,7 @@ def scenario(name_or_file: str) -> Scenario:
 
     :raises CmlabError: unknown name; :raises ScenarioError: an invalid file (file:line:column and fix).
     """
+    from cmlab.scenarios import get as _get_scenario
     return _get_scenario(name_or_file)
 
 
@@ -550,6 +587,7 @@ def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cade
     """Run ``trials`` trials of ``scenario`` on ``lab`` and write the reports
     (see :mod:`cmlab.trials`). ``cadence`` None: the scenario's workload;
     ``seed`` None: a random seed, recorded in the run."""
+    from cmlab.trials import run_scenario
     return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed)
 
 
@@ -557,6 +595,7 @@ def cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | 
             role_ms: float | None = None) -> Cadence:
     """The probes' cadence of a scenario's workload, with the intervals given
     (milliseconds) instead of the scenario's (see :func:`cmlab.trials.scenario_cadence`)."""
+    from cmlab.trials import scenario_cadence
     return scenario_cadence(scenario, write_ms, fast_ms, role_ms)
 
 
@@ -568,6 +607,7 @@ def sweep(lab: Lab, scenario: Scenario, trials: int = 1, cadence: Cadence | None
 
     :raises TopologyError: a swept value is not valid for the engine (nothing touched).
     """
+    from cmlab.sweep import run_sweep
     return run_sweep(lab, scenario, lambda path: Lab.from_topology(path, progress=lab.progress), trials, cadence,
                      seed, directory)
 
@@ -578,12 +618,14 @@ def rerender(run_dir: Path) -> dict[str, Any]:
 
     :raises CmlabError: not a run directory, a link in it, or a malformed file (one line, naming it).
     """
+    from cmlab.report import rerender as _rerender
     return _rerender(run_dir)
 
 
 def capture(lab: Lab, dest: Path) -> Path:
     """Write the lab as it is now into ``dest`` (status, the manager's account,
     faults, nftables and qdiscs, events, logs; see :func:`cmlab.bundle.capture_lab`)."""
+    from cmlab.bundle import capture_lab
     return capture_lab(lab, dest)
 
 
@@ -593,6 +635,7 @@ def bundle(run_dir: Path, out: Path, with_images: bool = False) -> Path:
 
     :raises CmlabError: not a run directory with a bundle, or an image cannot be saved.
     """
+    from cmlab.bundle import pack
     return pack(run_dir, out, with_images)
 
 
@@ -613,6 +656,7 @@ def review_replay(bundle_file: Path, name: str | None = None, parameters: dict[s
     :raises CmlabError: the bundle is refused (unsafe, malformed, its plan and
         topology disagree), or ``name`` is taken; nothing is left of it.
     """
+    from cmlab import replay as _replay
     run_dir, meta, report, scenario, bundle_plan = _replay.unpack_bundle(bundle_file, results_dir("replay"), max_bytes)
     try:
         return _review(run_dir, meta, report, scenario, bundle_plan, name, dict(parameters or {}), allow_hosts,
@@ -626,6 +670,10 @@ def review_replay(bundle_file: Path, name: str | None = None, parameters: dict[s
 
 def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_plan: LabPlan, name: str | None,
             given: dict[str, Any], allow_hosts: bool, trust_commands: bool, progress: Progress | None) -> Review:
+    from cmlab import replay as _replay
+    from cmlab.replay import Review
+    from cmlab.runtime.docker import DockerRuntime
+
     registry = default_registry()
     topology = run_dir / "lab" / "topology.yaml"
     data, positions = read_yaml_file(topology)
@@ -693,6 +741,8 @@ def _recipe_image(lab: Lab, given: bool) -> str:
     """What the review says of the nodes' image when the bundle carries none."""
     if given:
         return f"built here from cmlab's {lab.engine.recipe.name} recipe with the files you gave"
+    from cmlab.images.build import ImageBuilder
+
     builder = ImageBuilder(lab.client)
     try:
         tag = builder.engine_tag(lab.engine.recipe, lab.engine.build_inputs(lab.plan))
@@ -708,6 +758,7 @@ def run_replay(review: Review, keep: bool = False) -> ReplayResult:
 
     :raises CmlabError: the review has refusals, the lab cannot come up, or a step failed.
     """
+    from cmlab import replay as _replay
     return _replay.run(review, keep)
 
 
@@ -738,6 +789,7 @@ def hosts_report(lab_or_topology: str) -> dict[str, list[Capability]]:
     lab = Lab.from_topology(lab_or_topology) if Path(lab_or_topology).is_file() else Lab.attach(lab_or_topology)
     if lab.runtime.hosts is None:
         return {}
+    from cmlab.runtime.hosts import host_report
     return host_report(lab.runtime.hosts, lambda host: lab.runtime.runner(lab.plan, host))
 
 

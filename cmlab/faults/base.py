@@ -15,15 +15,17 @@ import os
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
-
-from docker.models.containers import Container
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cmlab.engines.base import Engine
 from cmlab.errors import FaultError, LabError
 from cmlab.runtime.netns import ContainerNetns
-from cmlab.runtime.docker import DockerRuntime
 from cmlab.topology.plan import LabPlan
+
+if TYPE_CHECKING:  # Docker's SDK is imported when a fault runs, not when its module is read
+    from docker.models.containers import Container
+
+    from cmlab.runtime.docker import DockerRuntime
 
 #: Every fault class, by kind, for reading records back.
 FAULTS: dict[str, type["Fault"]] = {}

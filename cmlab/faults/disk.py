@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from docker.errors import NotFound
 
 from cmlab.errors import FaultError
 from cmlab.faults.base import Fault, FaultContext
 from cmlab.runtime import disks
-from cmlab.runtime.docker import disk_volume
 
 FILLER = ".cmlab-fill"
 LOOP = frozenset({"root", "loop"})
@@ -118,9 +116,13 @@ class DiskFill(Fault):
             raise FaultError(str(exc.args[0])) from None
         if disk.kind != "filesystem":
             raise FaultError(f"disk {self.disk} is a raw block device: only a filesystem disk can be filled")
+        import docker.errors
+
+        from cmlab.runtime.docker import disk_volume
+
         try:
             volume = ctx.runtime.client.volumes.get(disk_volume(ctx.plan, self.disk))
-        except NotFound:
+        except docker.errors.NotFound:
             raise FaultError(f"disk {self.disk} has no volume (is the lab up?)") from None
         return Path(volume.attrs["Mountpoint"])
 

@@ -16,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pyroute2.netlink.exceptions import NetlinkError
 
 from cmlab.errors import FaultError, Unsupported
 from cmlab.faults.base import Fault, FaultContext
-from cmlab.runtime.netns import ContainerNetns, host_rtnl
+from cmlab.runtime.netns import ContainerNetns, host_rtnl, netlink_error
 
 TABLE = "inet cmlab"
 #: tc handle of cmlab's root qdiscs (major 0xc1ab), so heal finds its own only.
@@ -272,7 +271,7 @@ class _QdiscFault(Fault):
     def _replace(self, ipr: Any, node: str, kind: str, index: int, args: dict) -> None:
         try:
             ipr.tc("replace", kind, index, handle=QDISC_HANDLE, **args)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code == 2:  # ENOENT: the kernel has no such qdisc
                 raise Unsupported(f"this host's kernel has no '{kind}' qdisc (sch_{kind}): {self.kind} is unavailable here") from None
             raise FaultError(f"{node}: tc {kind} failed: {exc}") from None
@@ -327,7 +326,7 @@ def remove_host_qdiscs(indexes: list[int]) -> None:
             if q["handle"] == QDISC_HANDLE and q["index"] in indexes:
                 try:
                     ipr.tc("del", index=q["index"], handle=QDISC_HANDLE, parent=0xFFFFFFFF)
-                except NetlinkError as exc:
+                except netlink_error() as exc:
                     if exc.code != 2:
                         raise FaultError(f"cannot delete qdisc on host link {q['index']}: {exc}") from None
 
@@ -343,7 +342,7 @@ def remove_qdiscs(ns: ContainerNetns) -> None:
             if q["handle"] == QDISC_HANDLE:
                 try:
                     ipr.tc("del", index=q["index"], handle=QDISC_HANDLE, parent=0xFFFFFFFF)
-                except NetlinkError as exc:
+                except netlink_error() as exc:
                     if exc.code != 2:
                         raise FaultError(f"{ns.name}: cannot remove qdisc: {exc}") from None
 
@@ -439,5 +438,5 @@ def set_links(indexes: list[int], state: str) -> None:
         for index in indexes:
             try:
                 ipr.link("set", index=index, state=state)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 raise FaultError(f"cannot set link {index} {state}: {exc}") from None

@@ -13,7 +13,6 @@ import signal as signals
 from dataclasses import dataclass
 from typing import ClassVar
 
-from docker.errors import APIError
 
 from cmlab.errors import FaultError
 from cmlab.faults.base import Fault, FaultContext
@@ -32,7 +31,7 @@ def processes(ctx: FaultContext, node: str) -> list[Proc]:
     container = ctx.container(node)
     try:
         top = container.top(ps_args="-eo pid,ppid,stat,comm")
-    except APIError as exc:
+    except _api_error() as exc:
         raise FaultError(f"{node}: cannot list processes: {exc.explanation}") from None
     titles = top["Titles"]
     out = []
@@ -225,3 +224,9 @@ class Crash(Stop):
             c.reload()
             if c.status == "running":
                 c.kill()
+
+
+def _api_error() -> type[Exception]:
+    from docker.errors import APIError  # imported when a process fault runs
+
+    return APIError

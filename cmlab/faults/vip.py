@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import ClassVar
 
-from pyroute2.netlink.exceptions import NetlinkError
 
 from cmlab.errors import FaultError
 from cmlab.faults.base import Fault, FaultContext
-from cmlab.runtime.netns import ContainerNetns
+from cmlab.runtime.netns import ContainerNetns, netlink_error
 from cmlab.topology.plan import VipPlan
 
 
@@ -73,7 +72,7 @@ def set_address(ctx: FaultContext, node: str, vip: VipPlan, present: bool) -> No
     with ns.rtnl() as ipr:
         try:
             ipr.addr("add" if present else "del", index=index, address=str(vip.address), prefixlen=vip.prefixlen)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code not in (17, 99):  # EEXIST on add, EADDRNOTAVAIL on del
                 raise FaultError(f"{node}: cannot {'add' if present else 'remove'} {vip.address}: {exc}") from None
 

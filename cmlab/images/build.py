@@ -21,15 +21,17 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
-from docker.errors import ImageNotFound
 from filelock import FileLock
 
 from cmlab.engines.base import BuildInputs, ImageRecipe
 from cmlab.errors import ImageBuildError
 from cmlab.images import debian
 from cmlab.progress import Progress, Quiet
+
+if TYPE_CHECKING:  # the SDK costs a third of a second to import; engines read folder_digest without it
+    import docker
 
 #: Bump when the way images are built changes, to invalidate every tag.
 RECIPE_FORMAT = "1"
@@ -44,6 +46,12 @@ def images_dir() -> Path:
     """The ``images/`` folder of recipes (``CMLAB_IMAGES_DIR`` overrides)."""
     override = os.environ.get("CMLAB_IMAGES_DIR")
     return Path(override) if override else Path(__file__).resolve().parents[2] / "images"
+
+
+def _docker_errors():  # noqa: ANN202 - the module docker.errors, imported when first needed
+    import docker.errors
+
+    return docker.errors
 
 
 def folder_digest(folder: Path) -> str:
@@ -98,7 +106,7 @@ class ImageBuilder:
     def _image_id(self, tag: str) -> str:
         try:
             return str(self.client.images.get(tag).id)
-        except ImageNotFound:
+        except _docker_errors().ImageNotFound:
             return "absent"
 
     def users_base(self, tag: str) -> str:
@@ -116,7 +124,7 @@ class ImageBuilder:
         try:
             self.client.images.get(tag)
             return True
-        except ImageNotFound:
+        except _docker_errors().ImageNotFound:
             return False
 
     def base(self) -> BuiltImage:
@@ -148,7 +156,7 @@ class ImageBuilder:
         with self.progress.step(f"pulling {tag} (CMLAB_BASE_IMAGE)"):
             try:
                 self.client.images.pull(tag)
-            except docker.errors.APIError as exc:
+            except _docker_errors().APIError as exc:
                 raise ImageBuildError(f"CMLAB_BASE_IMAGE={tag}: not here and cannot be pulled ({exc.explanation}); "
                                       "unset it to bootstrap the base from Debian's packages") from None
         return BuiltImage(tag, cached=False)
@@ -183,7 +191,7 @@ class ImageBuilder:
                     str(tar), repository=repo, tag=version,
                     changes=[f"LABEL {LABEL}=base", 'CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"],
                 )
-            except docker.errors.APIError as exc:
+            except _docker_errors().APIError as exc:
                 raise ImageBuildError(f"docker import of the base image failed: {exc}") from None
 
     def _run(self, argv: list[str]) -> None:

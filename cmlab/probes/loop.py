@@ -22,6 +22,9 @@ from typing import Protocol
 
 #: Longest wait in poll(2), seconds: how soon :meth:`ProbeLoop.stop` is seen.
 MAX_WAIT_S = 0.1
+#: A deadline handled this much after it was due is a late tick, seconds: the
+#: host did not give the loop the CPU (a wake-up costs well under 1 ms here).
+LATE_S = 0.010
 
 
 def next_tick(due: float, interval_s: float, now: float) -> float:
@@ -61,6 +64,11 @@ class ProbeLoop:
         self.tasks = list(tasks)
         #: CPU seconds the loop's thread used (set when it ends).
         self.cpu_s = 0.0
+        #: The loop's own lateness: ``(monotonic time, seconds late)`` of each
+        #: tick handled more than :data:`LATE_S` after its deadline (the host
+        #: starved the harness, not the cluster: a trial's figures are only as
+        #: good as this).
+        self.late: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"probe-loop-{name}", daemon=True)
 
@@ -69,6 +77,16 @@ class ProbeLoop:
         for t in self.tasks:
             t.begin(now)
         self._thread.start()
+
+    @property
+    def max_late_s(self) -> float:
+        """The latest tick, seconds after its deadline (0.0: none over :data:`LATE_S`)."""
+        return max((late for _, late in self.late), default=0.0)
+
+    @property
+    def late_total_s(self) -> float:
+        """Seconds the loop lost to lateness in all: its window shortened by the host."""
+        return sum(late for _, late in self.late)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop, close the writers' connections, wait for the thread (at most ``timeout_s`` seconds)."""
@@ -80,6 +98,9 @@ class ProbeLoop:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
+                due = min((t.deadline_at for t in self.tasks), default=now)
+                if now - due > LATE_S:
+                    self.late.append((now, now - due))
                 for t in self.tasks:
                     if now >= t.deadline_at:
                         t.on_time(now)

@@ -23,7 +23,6 @@ from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError
 from cmlab.history import History
-from cmlab.report.plot import draw
 from cmlab.scenarios import SCENARIOS, Scenario, loads
 
 SCHEMA = "cmlab.run/1"
@@ -133,6 +132,8 @@ def render(directory: Path, scenario: Scenario, trials: list[tuple[int, History,
     doc = build(scenario, trials, meta)
     (directory / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     (directory / "junit.xml").write_bytes(junit(doc))
+    from cmlab.report.plot import draw  # matplotlib: a second of CPU to import, paid only when plotting
+
     svgs = {}
     for index, h, m in trials:
         (directory / f"trial-{index:02d}" / "timeline.png").write_bytes(draw(h, m, "png"))

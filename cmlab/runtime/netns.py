@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
-from docker.models.containers import Container
-from pyroute2 import IPRoute, NetNS
-
 from cmlab.errors import FaultError, Unsupported
 
+# pyroute2 and Docker's SDK cost about a second of CPU to import: they are
+# imported when a namespace is first entered, not when cmlab is.
 if TYPE_CHECKING:
+    from docker.models.containers import Container
+    from pyroute2 import IPRoute, NetNS
+
     from cmlab.runtime.helper import Runner
 
 #: Longest a host command in a namespace may take, seconds.
@@ -78,6 +80,8 @@ class ContainerNetns:
         if self.runner is not None:
             raise Unsupported(f"{self.name} is on another host: this step works by netlink from cmlab's own host, "
                               "which labs across hosts do not support (docs/across-hosts.md lists the faults that work there)")
+        from pyroute2 import NetNS
+
         ns = NetNS(self.path)
         try:
             yield ns
@@ -269,8 +273,18 @@ class AddressReader:
 
 @contextmanager
 def host_rtnl() -> Iterator[IPRoute]:
+    from pyroute2 import IPRoute
+
     ipr = IPRoute()
     try:
         yield ipr
     finally:
         ipr.close()
+
+
+def netlink_error() -> type[Exception]:
+    """pyroute2's ``NetlinkError``, for ``except netlink_error() as exc:`` in
+    code that must not import pyroute2 before it uses it."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError

@@ -18,7 +18,7 @@ something, ``notes`` says why and the promise is left out.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,13 +311,28 @@ def load(path: str | Path) -> Scenario:
     return _from_data(data, positions, p.read_text(encoding="utf-8"), str(p), p.stem)
 
 
+@functools.cache
 def builtin() -> dict[str, Scenario]:
-    """The built-in scenarios, by name, in file-name order."""
+    """The built-in scenarios, by name, in file-name order (read once, when first asked for)."""
     return {s.name: s for s in (load(p) for p in sorted(SCENARIOS_DIR.glob("*.yaml")))}
 
 
+class _Builtin(Mapping[str, Scenario]):
+    """:func:`builtin` as a mapping that reads the files when first used, not
+    when cmlab is imported (every command would pay for it)."""
+
+    def __getitem__(self, name: str) -> Scenario:
+        return builtin()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(builtin())
+
+    def __len__(self) -> int:
+        return len(builtin())
+
+
 #: The built-in scenarios by name (the files of :data:`SCENARIOS_DIR`).
-SCENARIOS: dict[str, Scenario] = builtin()
+SCENARIOS: Mapping[str, Scenario] = _Builtin()
 
 
 def get(name: str) -> Scenario:

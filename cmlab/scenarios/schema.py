@@ -28,7 +28,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from cmlab.faults.nemesis import BUILDERS
 from cmlab.scenarios import duration
 
 Duration = Annotated[float | str, Field(description="seconds: a number, or an expression of the engine's timing "
@@ -67,6 +66,8 @@ class FaultStep(_Step):
 
     @model_validator(mode="after")
     def _arguments(self) -> "FaultStep":
+        from cmlab.faults.nemesis import BUILDERS  # the faults' modules import pyroute2: only when a file is checked
+
         builder = BUILDERS.get(self.fault)
         if builder is None:
             raise ValueError(f"unknown fault '{self.fault}' (faults: {', '.join(BUILDERS)})")

@@ -5,6 +5,7 @@ image tag of this host."""
 from __future__ import annotations
 
 import io
+from ipaddress import IPv4Network
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from cmlab import replay as replay_mod
 from cmlab.archive import MAX_BYTES, BundleRefused, unpack
 from cmlab.bundle import pack
 from cmlab.errors import CmlabError
+from cmlab.runtime.docker import DockerRuntime
 
 from .forge import RUN, TAR_TRICKS, pack_dir, run_members, tar_of, valid_run, zstd_bomb
 
@@ -208,7 +210,7 @@ def test_a_replay_takes_a_name_and_subnets_of_its_own_and_says_so(docker_client,
     run = valid_run(tmp_path, name="taken")
     subnet = json.loads((run / "lab" / "plan.json").read_text())["azs"][0]["subnet"]
     monkeypatch.setattr(api, "labs", lambda client=None: ["taken", "taken-r1"])
-    monkeypatch.setattr(api.DockerRuntime, "used_subnets", lambda self, exclude_lab=None: [__import__("ipaddress").IPv4Network(subnet)])
+    monkeypatch.setattr(DockerRuntime, "used_subnets", lambda self, exclude_lab=None: [IPv4Network(subnet)])
     review = _review(tmp_path, run)
     assert review.plan.name == "taken-r2" and str(review.plan.azs[0].subnet) != subnet
     assert any("not the bundle's 'taken'" in n for n in review.notes) and any("subnets allocated here" in n for n in review.notes)

@@ -409,6 +409,8 @@ class VipFlap:
     def __init__(self, had: bool, period_s: float, duration_s: float,
                  toggle: Callable[[bool], None], done: Callable[[int], None]) -> None:
         self.toggles = 0
+        #: How long each toggle took, seconds: the flap's real period is ``period_s`` plus this.
+        self.toggle_s: list[float] = []
         self.error: Exception | None = None
         self._stop = threading.Event()
         self._had, self._period_s, self._deadline = had, period_s, time.monotonic() + duration_s
@@ -421,7 +423,9 @@ class VipFlap:
         try:
             while not self._stop.is_set() and time.monotonic() < self._deadline:
                 present = not present
+                t0 = time.monotonic()
                 self._toggle(present)
+                self.toggle_s.append(time.monotonic() - t0)
                 self.toggles += 1
                 self._stop.wait(max(0.0, min(self._period_s, self._deadline - time.monotonic())))
         except Exception as exc:  # noqa: BLE001 - kept for wait() to raise in the caller

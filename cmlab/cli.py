@@ -9,30 +9,72 @@ status 2 (``-v`` prints its traceback, for the report).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from cmlab import api
-from cmlab.engines.registry import default_registry
 from cmlab.errors import CmlabError
 from cmlab.faults import targets
 from cmlab.progress import Progress
-from cmlab.topology import resolve
-from cmlab.topology.schema import Topology
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    import rich.table
+    from rich.console import Console
+
+
+def _lazy_module(name: str) -> Any:
+    """``name``, imported when one of its attributes is first read (importlib's
+    LazyLoader): `cmlab --help` needs neither the API nor pydantic's models."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+api = _lazy_module("cmlab.api")  # the module itself, loaded on first use
+
+
+class _LazyConsole:
+    """A rich Console made when first used (rich costs a tenth of a second to import)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options, self._console = options, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out: "Console" = _LazyConsole(soft_wrap=True)  # type: ignore[assignment]
+err: "Console" = _LazyConsole(stderr=True, soft_wrap=True)  # type: ignore[assignment]
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def Table(*args: Any, **kwargs: Any) -> "rich.table.Table":  # noqa: N802 - rich's Table, imported when a table is drawn
+    from rich.table import Table as _Table
+
+    return _Table(*args, **kwargs)
 
 
 def _friendly(fn: F) -> F:
@@ -76,7 +118,7 @@ def _error(message: str) -> None:
 def _lab_name(arg: str | None) -> str:
     """A lab name from a name, a topology file, or the only lab running."""
     if arg and Path(arg).is_file():
-        return resolve.load(arg, default_registry()).name
+        return api.validate(arg).name
     if arg:
         return arg
     names = api.labs()
@@ -100,6 +142,8 @@ _SET = click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
 
 def _parameters(assignments: tuple[str, ...]) -> dict[str, Any]:
     try:
+        from cmlab.topology import resolve
+
         return resolve.parse_assignments(assignments)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
@@ -126,9 +170,13 @@ def schema(engine: str | None, of_scenario: bool) -> None:
 
         click.echo(json.dumps(ScenarioFile.model_json_schema(by_alias=True), indent=2))
     elif engine:
+        from cmlab.engines.registry import default_registry
+
         model = default_registry().get(engine).Parameters
         click.echo(json.dumps(model.model_json_schema(), indent=2))
     else:
+        from cmlab.topology.schema import Topology
+
         click.echo(json.dumps(Topology.model_json_schema(), indent=2))
 
 
@@ -149,6 +197,8 @@ def parse_cm_query(file) -> None:
 @_friendly
 def engines() -> None:
     """List the engines."""
+    from cmlab.engines.registry import default_registry
+
     reg = default_registry()
     for name in reg.names():
         out.print(f"{name:20} {reg.get(name).summary}")

@@ -10,8 +10,10 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("cmlab")
 
@@ -20,8 +22,12 @@ class Progress:
     """Shows each step with a spinner and its duration; ``verbose`` also
     shows what runs (commands, build output)."""
 
-    def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
-        self.console = console or Console(stderr=True)
+    def __init__(self, console: "Console | None" = None, verbose: bool = False) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
         self.verbose = verbose
 
     @contextmanager
@@ -46,6 +52,8 @@ class Quiet(Progress):
     """Progress that only logs (to the ``cmlab`` logger)."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
         super().__init__(Console(quiet=True), verbose=False)
 
     @contextmanager

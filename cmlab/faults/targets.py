@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from cmlab.engines.base import ClusterState, NodeRole
 from cmlab.errors import FaultError
-from cmlab.topology.plan import LabPlan
-from cmlab.topology.schema import Role
+
+if TYPE_CHECKING:  # the CLI reads HELP at start-up: pydantic's models wait until a target is resolved
+    from cmlab.engines.base import ClusterState
+    from cmlab.topology.plan import LabPlan
 
 HELP = ("node names, az:<name>, primary, standbys, sync-standby, arbiter-leader, cascade-upstream, "
         "databases, arbiters, all, one, minority, majority (comma-separated)")
@@ -82,6 +84,9 @@ def check(spec: str, plan: LabPlan) -> None:
 def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None, rng: random.Random,
          quorum_leader: Callable[[], str | None] | None,
          upstream: Callable[[str], str | None] | None) -> list[str]:
+    from cmlab.engines.base import NodeRole
+    from cmlab.topology.schema import Role
+
     if word in names:
         return [word]
     if word.startswith("az:"):
@@ -120,6 +125,8 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
 
 
 def _cascade_upstreams(state: ClusterState, upstream: Callable[[str], str | None] | None) -> list[str]:
+    from cmlab.engines.base import NodeRole
+
     cascades = [n.name for n in state.nodes if n.role is NodeRole.cascade_standby]
     if not cascades:
         raise FaultError(f"no node is a cascade standby now (roles: {_roles(state)})")

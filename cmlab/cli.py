@@ -755,6 +755,10 @@ def _print_run(doc: dict[str, Any]) -> None:
     for metric, st in doc["summary"].items():
         table.add_row(metric, str(st["n"]), *(f"{st[k]:.3f}" if k in st else "" for k in ("min", "p50", "p95", "max")))
     out.print(table)
+    for r in doc["trials"]:
+        if r.get("starved"):
+            out.print(f"[yellow]trial {r['trial']} starved[/] ({'discarded' if r.get('discarded') else doc.get('on_starved', 'report')}): "
+                      + escape("; ".join(s["says"] for s in r["starved"])))
     t = doc["totals"]
     out.print(f"failovers {t['failovers']}, lost acknowledged writes {t['lost_writes']}, split-brain intervals "
               f"{t['split_brain_intervals']}, duplicate-VIP intervals {t['duplicate_vip_intervals']}; "

@@ -23,6 +23,9 @@ from cmlab.history import CLIENT_WRITER_PREFIXES, History, WriteRec, is_client_w
 OUTAGE_GAP_S = 0.2
 #: Acknowledgements by one node closer than this belong to one primary interval, seconds.
 SPLIT_BRAIN_JOIN_S = 1.0
+#: A fault in effect later than this after its call was held up by the host, seconds:
+#: applying one takes 0.05 to 0.25 s here (ci/bench_faults.py), so 1 s is four times the slowest.
+FAULT_EFFECT_BOUND_S = 1.0
 
 
 def _first(items, pred):
@@ -150,6 +153,36 @@ def _lost_writes(f: TrialFacts) -> list[dict[str, Any]]:
             for w in f.acked if (w.writer, w.seq) not in f.stored]
 
 
+def _probe_late(f: TrialFacts) -> tuple[float, float] | None:
+    """``(time, seconds late)`` of the probe loop's latest tick in the trial, None if none was late."""
+    ticks = (f.h.meta.get("harness") or {}).get("late_ticks") or []
+    return max(((float(t), float(late)) for t, late in ticks), key=lambda x: x[1], default=None)
+
+
+def _fault_delay(f: TrialFacts) -> tuple[float, float] | None:
+    """``(time of the call, seconds from the call to the effect)`` of the trial's slowest fault."""
+    delays = [(float(e["t_call"]), float(e["t"]) - float(e["t_call"])) for e in f.h.events
+              if e.get("event") == "fault-applied" and e.get("t_call") is not None]
+    return max(delays, key=lambda x: x[1], default=None)
+
+
+def _starved(f: TrialFacts) -> list[dict[str, Any]]:
+    """Where the host distorted the trial beyond its resolution (see the metric)."""
+    out = []
+    late = _probe_late(f)
+    resolution = _resolution(f)
+    if late and late[1] > resolution:
+        out.append({"what": "probe loop", "seconds": round(late[1], 3), "at_s": round(late[0] - f.t_fault, 3),
+                    "bound_s": resolution,
+                    "says": f"probe loop {1000 * late[1]:.0f} ms late at {late[0] - f.t_fault:+.1f} s"})
+    delay = _fault_delay(f)
+    if delay and delay[1] > FAULT_EFFECT_BOUND_S:
+        out.append({"what": "fault", "seconds": round(delay[1], 3), "at_s": round(delay[0] - f.t_fault, 3),
+                    "bound_s": FAULT_EFFECT_BOUND_S,
+                    "says": f"fault applied {delay[1]:.1f} s after its call"})
+    return out
+
+
 def _resolution(f: TrialFacts) -> float:
     cadence = f.h.meta.get("cadence", {})
     return max(cadence.get("write_s", 0.0), cadence.get("fast_s", 0.0), cadence.get("leader_s", 0.0),
@@ -241,6 +274,18 @@ METRICS: list[Metric] = [
            "observers' cadence, the leader's, and the median gap between leader readings as taken", _resolution),
     Metric("probe_cpu_percent", "percent", "the probes' CPU, percent of one core",
            lambda f: f.h.meta.get("probe_cpu_percent_of_one_core")),
+    Metric("probe_late_max_s", "s", "the probe loop's latest tick, seconds after it was due: how long the host "
+           "kept the harness from measuring (0: no tick over 10 ms late)",
+           lambda f: round(late[1], 4) if (late := _probe_late(f)) else 0.0),
+    Metric("fault_effect_s", "s", "the slowest fault of the trial, from its apply call to its effect "
+           "(durations are measured from the effect)", lambda f: round(d[1], 4) if (d := _fault_delay(f)) else None),
+    Metric("host_load", "load", "the host's 1-minute load average and CPU pressure (percent of the last 10 s in "
+           "which a task waited for a CPU; PSI, where the kernel has it) at the start and the end of the probes",
+           lambda f: {k: (f.h.meta.get("harness") or {}).get(f"host_at_{k}") for k in ("start", "end")}),
+    Metric("starved", "list", "where the host distorted the trial beyond its resolution: the probe loop late by "
+           f"more than the resolution, or a fault in effect over {FAULT_EFFECT_BOUND_S:g} s after its call "
+           "(`what`, `seconds`, `at_s`, `bound_s`, `says`); the scenario's `on-starved` says whether such a trial "
+           "is reported, fails or is discarded", _starved, column="starved", total="starved_findings"),
 ]
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -126,3 +126,24 @@ class ProbeLoop:
         now = time.monotonic()
         for fd, _ in ready:
             by_fd[fd].on_io(now)
+
+
+#: Where the kernel tells CPU pressure (PSI), where it has it.
+CPU_PRESSURE = "/proc/pressure/cpu"
+
+
+def host_pressure() -> dict[str, float | None]:
+    """The host's load now: ``load1`` (the 1-minute load average) and
+    ``cpu_some_avg10`` (the share of the last 10 s in which some task waited
+    for a CPU, percent; None where the kernel has no PSI)."""
+    import os
+
+    pressure = None
+    try:
+        with open(CPU_PRESSURE) as f:
+            for word in f.readline().split():
+                if word.startswith("avg10="):
+                    pressure = float(word.removeprefix("avg10="))
+    except (OSError, ValueError):
+        pass
+    return {"load1": round(os.getloadavg()[0], 2), "cpu_some_avg10": pressure}

@@ -27,13 +27,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cmlab.engines.base import Engine, NodeState, Snapshot
 from cmlab.history import SEEKING_WRITER, History, WriteRec
 from cmlab.probes.http_poller import HttpPoller
-from cmlab.probes.loop import ProbeLoop, Task
+from cmlab.probes.loop import ProbeLoop, Task, host_pressure
 from cmlab.probes.observers import Poller, as_json, leader_observer, role_observer
 from cmlab.probes.vip_watch import VipWatch, vip_poller
 from cmlab.probes.writer import Writer
 from cmlab.runtime.docker import DockerNodeAccess, DockerRuntime
 from cmlab.topology.plan import LabPlan
 from cmlab.topology.schema import Role
+
+
+#: Late ticks kept in a trial's history (the count is kept whole).
+MAX_LATE_TICKS = 1000
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class ProbeSet:
 
     def start(self) -> None:
         self.t_start = time.monotonic()
+        self._host_at_start = host_pressure()
         self.loop.start()
         # Threads that wake together contend for the GIL, and each hand-over is
         # another wake-up: each thread reads in a slot of the tick of its own,
@@ -165,5 +170,9 @@ class ProbeSet:
                             if isinstance(self.vips, VipWatch) else "docker exec ip"),
             "probe_cpu_percent_of_one_core": round(100 * cpu / wall, 2),
             "probe_window": [self.t_start, self.t_stop],
+            # The harness's own health: what the host took from the probes (see cmlab.checkers.metrics, starved).
+            "harness": {"late_ticks": [[round(t, 4), round(late, 4)] for t, late in self.loop.late[:MAX_LATE_TICKS]],
+                        "late_ticks_total": len(self.loop.late),
+                        "host_at_start": getattr(self, "_host_at_start", None), "host_at_end": host_pressure()},
         })
         return h

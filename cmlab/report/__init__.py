@@ -29,14 +29,21 @@ SCHEMA = "cmlab.run/1"
 
 
 def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, bool | None]:
-    """Each promise of the scenario, kept (True), broken (False) or not made (None)."""
+    """Each promise of the scenario, kept (True), broken (False) or not made
+    (None); with ``on-starved: fail``, a trial the host distorted is broken too."""
     bound = scenario.rto_bound_s(timing)
     return {
         "rto_under_bound": None if bound is None else (m.client_rto_s is not None and m.client_rto_s <= bound),
         "failover_as_expected": None if scenario.failover is None else m.failover == scenario.failover,
         "no_lost_writes": None if not scenario.no_lost_writes else (m.lost_writes_checked and not m.lost_writes),
         "no_split_brain": None if not scenario.no_split_brain else not m.split_brain,
+        "harness_not_starved": None if scenario.spec.on_starved != "fail" else not m.starved,
     }
+
+
+def discarded(scenario: Scenario, m: TrialMetrics) -> bool:
+    """Whether the trial is left out of the summary, totals and verdict (``on-starved: discard``)."""
+    return scenario.spec.on_starved == "discard" and bool(m.starved)
 
 
 def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], meta: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +52,9 @@ def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], m
     bound = scenario.rto_bound_s(timing) if timing else None
     rows = []
     for index, h, m in trials:
-        rows.append({"trial": index, **m.to_json(), "verdicts": verdicts(scenario, timing, m) if timing else {}})
+        rows.append({"trial": index, **m.to_json(), "verdicts": verdicts(scenario, timing, m) if timing else {},
+                     "discarded": discarded(scenario, m)})
+    counted = [(i, h, m) for i, h, m in trials if not discarded(scenario, m)]
     doc = {
         "schema": SCHEMA,
         **meta,
@@ -53,14 +62,16 @@ def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], m
                      "promises": {"rto_bound_s": bound, "failover": scenario.failover,
                                   "no_lost_writes": scenario.no_lost_writes, "no_split_brain": scenario.no_split_brain}},
         "resolution_s": max((m.resolution_s for _, _, m in trials), default=None),
-        "summary": {k: summary([getattr(m, k) for _, _, m in trials]) for k in SUMMARISED},
-        "totals": {"trials": len(trials), **{
-            metric.total: sum(metric.brief(getattr(m, metric.name)) or 0 for _, _, m in trials)
+        "summary": {k: summary([getattr(m, k) for _, _, m in counted]) for k in SUMMARISED},
+        "totals": {"trials": len(counted), **{
+            metric.total: sum(metric.brief(getattr(m, metric.name)) or 0 for _, _, m in counted)
             for metric in METRICS if metric.total}},
+        "on_starved": scenario.spec.on_starved,
+        "discarded_trials": [i for i, _, m in trials if discarded(scenario, m)],
         "probe_cpu_percent": summary([m.probe_cpu_percent for _, _, m in trials]),
         "trials": rows,
     }
-    doc["passed"] = all(v is not False for r in rows for v in r["verdicts"].values())
+    doc["passed"] = all(v is not False for r in rows if not r["discarded"] for v in r["verdicts"].values())
     return doc
 
 
@@ -121,7 +132,11 @@ def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
                    + f"<td>{v}</td></tr>")
     out.append("</table>")
     for r in doc["trials"]:
-        out.append(f"<h3>Trial {r['trial']}</h3>{svgs.get(r['trial'], '')}")
+        out.append(f"<h3>Trial {r['trial']}{' (discarded)' if r.get('discarded') else ''}</h3>")
+        if r.get("starved"):
+            out.append("<p style='color:#a60'><b>Starved</b>: the host distorted this trial beyond its resolution: "
+                       + html.escape("; ".join(s["says"] for s in r["starved"])) + "</p>")
+        out.append(svgs.get(r["trial"], ""))
         if r["lost_writes"]:
             out.append("<p>Lost acknowledged writes: " + html.escape(", ".join(
                 f"{w['writer']}#{w['seq']} by {w['node']} at {w['acked_s']:+.3f} s" for w in r["lost_writes"][:200])) + "</p>")

@@ -248,6 +248,11 @@ class ScenarioFile(BaseModel):
     expect: Expect = Expect()
     setup: list[Step] = Field(default_factory=list, description="steps before the probes start (not measured)")
     schedule: list[Step] = Field(min_length=1, description="the steps of a trial, in order")
+    on_starved: Literal["report", "fail", "discard"] = Field(
+        "report", alias="on-starved",
+        description="a trial the host distorted beyond its resolution (the metric `starved`): report it (marked), "
+                    "fail it (a broken promise), or discard it (kept in the report, left out of the summary, the "
+                    "totals and the verdict)")
     time_limit: Duration | None = Field(None, alias="time-limit",
                                         description="no step starts this many seconds after the first; null: none")
     sweep: dict[str, list[Any]] = Field(

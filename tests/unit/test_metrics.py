@@ -165,3 +165,38 @@ def test_the_schema_doc_lists_every_metric_as_registered():
         doc.write_text(want)
         text = want
     assert text == want, f"{doc} is not current (CMLAB_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_a_trial_the_host_starved_is_marked_and_the_scenario_says_what_follows():
+    from dataclasses import replace
+
+    from cmlab.report import build
+    from cmlab.scenarios import get
+
+    quiet = history()
+    quiet.meta["harness"] = {"late_ticks": [[11.0, 0.012]], "late_ticks_total": 1,
+                             "host_at_start": {"load1": 0.3, "cpu_some_avg10": 0.0}, "host_at_end": None}
+    m = compute(quiet)
+    # 12 ms late against a 20 ms resolution, the fault in effect 10 ms after its call: not starved.
+    assert m.starved == [] and m.probe_late_max_s == 0.012 and m.fault_effect_s == pytest.approx(0.01)
+    starved = history()
+    starved.meta["harness"] = {"late_ticks": [[11.2, 4.0], [12.0, 0.03]], "late_ticks_total": 2}  # resolution: 3 s
+    starved.events[0] = {"event": "fault-applied", "t": 10.0, "t_call": -14.0}
+    s = compute(starved)
+    assert [x["what"] for x in s.starved] == ["probe loop", "fault"]
+    assert s.starved[0]["says"] == "probe loop 4000 ms late at +1.2 s" and s.starved[1]["says"] == "fault applied 24.0 s after its call"
+    for h in (quiet, starved):
+        h.meta["timing"] = {"start_s": 60.0, "failover_s": 30.0, "vip_s": 5.0}
+    trials = [(1, quiet, m), (2, starved, s)]
+    scenario = get("kill-primary")
+    report = build(scenario, trials, {})
+    assert report["totals"]["trials"] == 2 and report["discarded_trials"] == []
+    assert report["trials"][1]["verdicts"]["harness_not_starved"] is None
+    fail = replace(scenario, spec=scenario.spec.model_copy(update={"on_starved": "fail"}))
+    report = build(fail, trials, {})
+    assert report["trials"][1]["verdicts"]["harness_not_starved"] is False
+    assert report["trials"][0]["verdicts"]["harness_not_starved"] is True
+    discard = replace(scenario, spec=scenario.spec.model_copy(update={"on_starved": "discard"}))
+    report = build(discard, trials, {})
+    assert report["discarded_trials"] == [2] and report["totals"]["trials"] == 1
+    assert report["summary"]["client_rto_s"]["n"] == 1 and report["trials"][1]["discarded"]

@@ -23,6 +23,12 @@ from cmlab.history import CLIENT_WRITER_PREFIXES, History, WriteRec, is_client_w
 OUTAGE_GAP_S = 0.2
 #: Acknowledgements by one node closer than this belong to one primary interval, seconds.
 SPLIT_BRAIN_JOIN_S = 1.0
+#: The probe loop late by more than this many of the trial's resolution (and at least
+#: STARVED_FLOOR_S) lost ticks in a row: the probes saw nothing for that long. Ticks 10-50 ms
+#: late happen on a busy 2-core host during any failover (docker kill, a promotion) and move a
+#: timing by that much; they are recorded (probe_late_max_s), not flagged.
+STARVED_TICKS = 4
+STARVED_FLOOR_S = 0.1
 #: A fault in effect later than this after its call was held up by the host, seconds:
 #: applying one takes 0.05 to 0.25 s here (ci/bench_faults.py), so 1 s is four times the slowest.
 FAULT_EFFECT_BOUND_S = 1.0
@@ -170,10 +176,10 @@ def _starved(f: TrialFacts) -> list[dict[str, Any]]:
     """Where the host distorted the trial beyond its resolution (see the metric)."""
     out = []
     late = _probe_late(f)
-    resolution = _resolution(f)
-    if late and late[1] > resolution:
+    bound = max(STARVED_TICKS * _resolution(f), STARVED_FLOOR_S)
+    if late and late[1] > bound:
         out.append({"what": "probe loop", "seconds": round(late[1], 3), "at_s": round(late[0] - f.t_fault, 3),
-                    "bound_s": resolution,
+                    "bound_s": bound,
                     "says": f"probe loop {1000 * late[1]:.0f} ms late at {late[0] - f.t_fault:+.1f} s"})
     delay = _fault_delay(f)
     if delay and delay[1] > FAULT_EFFECT_BOUND_S:
@@ -283,7 +289,8 @@ METRICS: list[Metric] = [
            "which a task waited for a CPU; PSI, where the kernel has it) at the start and the end of the probes",
            lambda f: {k: (f.h.meta.get("harness") or {}).get(f"host_at_{k}") for k in ("start", "end")}),
     Metric("starved", "list", "where the host distorted the trial beyond its resolution: the probe loop late by "
-           f"more than the resolution, or a fault in effect over {FAULT_EFFECT_BOUND_S:g} s after its call "
+           f"more than {STARVED_TICKS} times the resolution (at least {STARVED_FLOOR_S:g} s: that many ticks lost in "
+           f"a row), or a fault in effect over {FAULT_EFFECT_BOUND_S:g} s after its call "
            "(`what`, `seconds`, `at_s`, `bound_s`, `says`); the scenario's `on-starved` says whether such a trial "
            "is reported, fails or is discarded", _starved, column="starved", total="starved_findings"),
 ]

@@ -180,11 +180,11 @@ def test_a_trial_the_host_starved_is_marked_and_the_scenario_says_what_follows()
     # 12 ms late against a 20 ms resolution, the fault in effect 10 ms after its call: not starved.
     assert m.starved == [] and m.probe_late_max_s == 0.012 and m.fault_effect_s == pytest.approx(0.01)
     starved = history()
-    starved.meta["harness"] = {"late_ticks": [[11.2, 4.0], [12.0, 0.03]], "late_ticks_total": 2}  # resolution: 3 s
+    starved.meta["harness"] = {"late_ticks": [[11.2, 15.0], [12.0, 0.03]], "late_ticks_total": 2}  # resolution 3 s: bound 12 s
     starved.events[0] = {"event": "fault-applied", "t": 10.0, "t_call": -14.0}
     s = compute(starved)
     assert [x["what"] for x in s.starved] == ["probe loop", "fault"]
-    assert s.starved[0]["says"] == "probe loop 4000 ms late at +1.2 s" and s.starved[1]["says"] == "fault applied 24.0 s after its call"
+    assert s.starved[0]["says"] == "probe loop 15000 ms late at +1.2 s" and s.starved[1]["says"] == "fault applied 24.0 s after its call"
     for h in (quiet, starved):
         h.meta["timing"] = {"start_s": 60.0, "failover_s": 30.0, "vip_s": 5.0}
     trials = [(1, quiet, m), (2, starved, s)]

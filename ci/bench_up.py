@@ -5,8 +5,10 @@
 
 Prints: cold image build (with --cold: the base and engine images are
 removed first), no-op rebuild, warm `up` of the quickstart topology to a
-ready cluster with the VIP on the primary, `down`, and the lab's peak memory
-(sum over containers of the kernel's max usage, cgroup v1; or current usage).
+ready cluster with the VIP on the primary, split into its phases (images,
+containers, then each reason the engine gave for not being ready yet, in
+order: the engine's own start-up), `down`, and the lab's peak memory (sum
+over containers of the kernel's max usage, cgroup v1; or current usage).
 """
 
 from __future__ import annotations
@@ -74,16 +76,21 @@ def main() -> None:
     print(f"no-op `cmlab build` (a new process): {spread(cli)}")
 
     ups, downs, peaks = [], [], []
+    phases: dict[str, list[float]] = {}
     for _ in range(args.trials):
         t0 = time.monotonic()
         status = lab.up()
         ups.append(time.monotonic() - t0)
         assert status.ready
+        for what, seconds in lab.up_phases:
+            phases.setdefault(what, []).append(seconds)
         peaks.append(peak_memory(lab))
         t0 = time.monotonic()
         lab.down()
         downs.append(time.monotonic() - t0)
     print(f"warm up to ready (VIP on the primary): {spread(ups)}")
+    for what, xs in phases.items():
+        print(f"    {what:60} median {statistics.median(xs):6.2f} s (in {len(xs)} of {len(ups)} ups)")
     print(f"down: {spread(downs)}")
     print(f"lab peak memory: max {max(peaks) / 2**20:.0f} MiB over {len(peaks)} trials (3 nodes)")
 

@@ -15,6 +15,7 @@ over this module::
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,6 +137,9 @@ class Lab:
         self.progress = progress or Quiet()
         #: Resolves the topology again against the subnets taken now (see up()).
         self._replan = replan
+        #: The last :meth:`up`'s phases: ``(what, seconds)``, in order; the wait for
+        #: a ready cluster is split by each reason it gave for not being ready.
+        self.up_phases: list[tuple[str, float]] = []
         #: An image the nodes run instead of the engine's recipe (a replay of a
         #: bundle that carries its images: loaded under the replay's own tag).
         self.node_image: str | None = None
@@ -228,16 +232,21 @@ class Lab:
         :raises WaitTimeout: not ready within the engine's start deadline; the
             lab is left for inspection and ``down`` removes it.
         """
-        image = self.build()
         from cmlab.images.build import ImageBuilder
         from cmlab.runtime.docker import network_lock
         from cmlab.runtime.hosts import ensure_swarm, ship_images
+
+        phases = self.up_phases = []
+        t = time.monotonic()
+        image = self.build()
         builder = ImageBuilder(self.client, self.progress)
         router_image = builder.router().tag
         helper_image = builder.helper().tag if self.plan.hosts else ""
+        t = _phase(phases, "images built or found", t)
         if self.runtime.hosts is not None:
             ensure_swarm(self.runtime.hosts, init_swarm, self.progress)
             ship_images(self.runtime.hosts, self.runtime.hosts.names, [image, router_image, helper_image], self.progress)
+            t = _phase(phases, "swarm checked, images copied to the hosts", t)
         with network_lock():
             if self._replan is not None:
                 # Subnets are chosen under the lock, against what is taken now.
@@ -253,17 +262,31 @@ class Lab:
             complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
             if not complete:
                 self._create(image, router_image, helper_image)
+        t = _phase(phases, "containers created and started" if not complete else "lab found up", t)
         if not wait:
             return None
+
+        def starting() -> LabStatus:
+            # Each reason the cluster is not ready yet, and how long it lasted: the engine's own phases.
+            nonlocal t
+            status = self._starting_status()
+            if status.not_ready != getattr(starting, "last", None):
+                if getattr(starting, "last", None) is not None:
+                    t = _phase(phases, f"not ready: {starting.last}", t)  # type: ignore[attr-defined]
+                starting.last = status.not_ready  # type: ignore[attr-defined]
+            return status
+
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):
             try:
-                status, _ = wait_for(self._starting_status, lambda s: s.ready, self.timing.start_s, self.timing.poll_s,
+                status, _ = wait_for(starting, lambda s: s.ready, self.timing.start_s, self.timing.poll_s,
                                      "ready cluster", lambda s: s.not_ready)
             except WaitTimeout as exc:
                 raise WaitTimeout(f"{exc}\nthe lab is left up for inspection (`cmlab status {self.plan.name}`, "
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
         assert status.primary is not None
+        t = _phase(phases, "ready seen", t)
         self.engine.prepare_clients(self.plan, self.runtime.access(self.plan), status.primary)
+        _phase(phases, "clients prepared", t)
         return status
 
     def _starting_status(self) -> LabStatus:
@@ -467,6 +490,13 @@ class Lab:
         if c is None:
             raise LabError(f"node {node} has no container")
         c.kill(signal=signal)
+
+
+def _phase(phases: list[tuple[str, float]], what: str, since: float) -> float:
+    """Record a phase of :meth:`Lab.up` that began at ``since`` (monotonic seconds); returns now."""
+    now = time.monotonic()
+    phases.append((what, round(now - since, 3)))
+    return now
 
 
 def labs(client: docker.DockerClient | None = None) -> list[str]:

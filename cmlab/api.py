@@ -744,7 +744,7 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
         scenario.check_against(plan, lab.timing)
     defaults = engine.resolve_parameters({})[0]
     review = Review(run_dir, plan, lab, bundle_plan, scenario, meta, report, notes=notes,
-                    changed={k: v for k, v in plan.parameters.items() if defaults.get(k) != v and k not in given},
+                    changed={k: v for k, v in plan.parameters.items() if defaults.get(k) != v and k not in engine.host_inputs},
                     given={k: v for k, v in given.items() if k in engine.host_inputs})
     review.commands = engine.command_parameters(plan.parameters)
     if review.commands and not trust_commands:

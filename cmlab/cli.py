@@ -242,10 +242,15 @@ def up(progress: Progress, no_wait: bool, init_swarm: bool, topology: str, assig
 def down(lab: str | None, all_labs: bool, forget: bool) -> None:
     """Remove a lab (by name or topology file); safe to run twice."""
     names = api.labs() if all_labs else [_lab_name(lab)]
+    if all_labs and not names:
+        out.print("no lab to remove")
     for name in names:
         removed = api.down(name, forget=forget)
-        out.print(f"lab '{name}': removed {removed.containers} containers, {removed.networks} networks, "
-                  f"{removed.volumes} volumes, {removed.loop_devices} loop devices")
+        if not removed.total and not removed.unreachable and not removed.left:
+            out.print(f"no lab '{name}' here: nothing to remove (labs: {', '.join(api.labs()) or 'none'})")
+            continue
+        out.print(f"lab '{name}': removed {_count(removed.containers, 'container')}, {_count(removed.networks, 'network')}, "
+                  f"{_count(removed.volumes, 'volume')}, {_count(removed.loop_devices, 'loop device')}")
         for host, why in removed.unreachable.items():
             out.print(f"[yellow]host {host} was not reached: the lab's objects there remain ({why}); "
                       f"run `cmlab down {name}` again once it answers"
@@ -254,6 +259,11 @@ def down(lab: str | None, all_labs: bool, forget: bool) -> None:
             out.print(f"[yellow]left: {what}[/]")
         if removed.unreachable and not forget:
             raise SystemExit(1)
+
+
+def _count(n: int, what: str) -> str:
+    """``1 network``, ``2 networks``."""
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 @main.command()
@@ -591,6 +601,9 @@ def faults(lab: str | None, as_json: bool) -> None:
     active = api.Lab.attach(_lab_name(lab)).nemesis().active()
     if as_json:
         click.echo(json.dumps([{**r, "observed": seen} for r, seen in active], indent=2))
+        return
+    if not active:
+        out.print("no faults active")
         return
     table = Table(title="active faults")
     for col in ("key", "fault", "observed"):

@@ -266,14 +266,16 @@ class Lab:
         if not wait:
             return None
 
+        last: str | None = None
+
         def starting() -> LabStatus:
             # Each reason the cluster is not ready yet, and how long it lasted: the engine's own phases.
-            nonlocal t
+            nonlocal t, last
             status = self._starting_status()
-            if status.not_ready != getattr(starting, "last", None):
-                if getattr(starting, "last", None) is not None:
-                    t = _phase(phases, f"not ready: {starting.last}", t)  # type: ignore[attr-defined]
-                starting.last = status.not_ready  # type: ignore[attr-defined]
+            if status.not_ready != last:
+                if last is not None:
+                    t = _phase(phases, f"not ready: {last}", t)
+                last = status.not_ready
             return status
 
         with self.progress.step(f"waiting for a ready cluster (deadline {self.timing.start_s:.0f} s)"):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
 from cmlab.engines.registry import EngineRegistry, default_registry
-from cmlab.errors import CmlabError, EngineError, LabError, WaitTimeout
+from cmlab.errors import CmlabError, EngineError, LabError, TopologyError, WaitTimeout
 from cmlab.faults.host import Capability, capabilities
 from cmlab.progress import Progress, Quiet, log
 from cmlab.runtime.routes import host_routes
@@ -740,8 +740,15 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
         clash = _replay.overlapping([a.subnet for a in bundle_plan.azs], used)
         if clash:
             notes.append(f"subnets allocated here, not the bundle's ({'; '.join(clash)})")
-        lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=bool(clash),
-                                parameters={**{k: None for k in engine.host_inputs if k not in given}, **given})
+        parameters = {**{k: None for k in engine.host_inputs if k not in given}, **given}
+        try:
+            lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=bool(clash), parameters=parameters)
+        except TopologyError:
+            if clash:
+                raise
+            # Another lab took one of the bundle's subnets since they were checked: allocate fresh ones.
+            notes.append("subnets allocated here, not the bundle's (taken here while the replay was reviewed)")
+            lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=True, parameters=parameters)
         plan = lab.plan
         scenario.check_against(plan, lab.timing)
     defaults = engine.resolve_parameters({})[0]

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from cmlab.probes.probeset import Cadence
     from cmlab.replay import ReplayResult, Review
     from cmlab.runtime.docker import Removed
+    from cmlab.runtime.snapshots import StoredSnapshot
     from cmlab.scenarios import Scenario
     from cmlab.sweep import SweepResult
     from cmlab.trials import Run
@@ -214,10 +215,16 @@ class Lab:
         from cmlab.images.build import ImageBuilder
         return ImageBuilder(self.client, self.progress).engine(self.engine.recipe, inputs).tag
 
-    def up(self, wait: bool = True, init_swarm: bool = False) -> LabStatus | None:
+    def up(self, wait: bool = True, init_swarm: bool = False, fresh: bool = False) -> LabStatus | None:
         """Create and start the lab, then wait until it is ready (one primary,
         healthy nodes, the VIP on the primary). Idempotent: a lab already up
         with the same plan is only waited for.
+
+        Warm start: when the engine has one (:attr:`Engine.warm_start`), a
+        snapshot of a ready cluster of the same key (see
+        :mod:`cmlab.runtime.snapshots`) fills the nodes' volumes before they
+        start; without one, the first ready cluster is saved (a warning, not
+        an error, when that fails). Not for labs across hosts or replays.
 
         A lab across hosts first checks that its hosts form one swarm (see
         :func:`cmlab.runtime.hosts.ensure_swarm`) and copies the images to the
@@ -226,6 +233,7 @@ class Lab:
         :param wait: False: return once the containers run, without waiting.
         :param init_swarm: make the first host a swarm manager and join the
             others, where they are in no swarm.
+        :param fresh: neither restore nor save a snapshot: initialise the cluster.
         :returns: the ready lab's status (None when not waiting).
         :raises LabError: a lab of that name runs with another plan, or
             creation failed (what was created is removed).
@@ -260,9 +268,15 @@ class Lab:
             wanted = (len(self.plan.nodes) + (1 if self.plan.router else 0)
                       + sum(1 for a in self.plan.azs if a.access_address) + len(self.plan.hosts))
             complete = existing is not None and len(containers) == wanted and all(c.status == "running" for c in containers)
+            warm = None if complete or fresh else self.snapshot_key(image)
+            snapshot = None
+            if warm is not None:
+                from cmlab.runtime import snapshots
+                snapshot = snapshots.find(self.client, warm)
             if not complete:
-                self._create(image, router_image, helper_image)
-        t = _phase(phases, "containers created and started" if not complete else "lab found up", t)
+                self._create(image, router_image, helper_image, snapshot)
+        t = _phase(phases, "lab found up" if complete else "containers created and started" + (
+            f" from snapshot {snapshot.key}" if snapshot else ""), t)
         if not wait:
             return None
 
@@ -287,6 +301,12 @@ class Lab:
                                   f"`cmlab logs {self.plan.name} NODE`); `cmlab down {self.plan.name}` removes it") from None
         assert status.primary is not None
         t = _phase(phases, "ready seen", t)
+        if snapshot is not None and self.engine.warm_start is not None:
+            self.engine.warm_start.started(self.plan, self.runtime.access(self.plan))
+            t = _phase(phases, "start-up settings of the snapshot undone", t)
+        elif warm is not None:
+            self._save_snapshot(warm, image, status.primary)
+            t = _phase(phases, "snapshot saved", t)
         self.engine.prepare_clients(self.plan, self.runtime.access(self.plan), status.primary)
         _phase(phases, "clients prepared", t)
         return status
@@ -308,8 +328,40 @@ class Lab:
                            f"`cmlab down {self.plan.name}` removes it")
         return self.status()
 
-    def _create(self, image: str, router_image: str, helper_image: str = "") -> None:
-        """Create and start every object of the lab; on failure remove what was made."""
+    def snapshot_key(self, image: str | None = None) -> str | None:
+        """The key of this lab's warm-start snapshot (:mod:`cmlab.runtime.snapshots`),
+        or None when it has no warm start (the engine has none, a lab across
+        hosts, a replay's image).
+
+        :param image: the nodes' image (default: :meth:`build`'s).
+        """
+        if self.engine.warm_start is None or self.plan.hosts or self.node_image:
+            return None
+        from cmlab.runtime import snapshots
+        return snapshots.snapshot_key(self.plan, self.engine.warm_start, self.client.images.get(image or self.build()).id)
+
+    def _save_snapshot(self, key: str, image: str, primary: str) -> None:
+        """Save the ready cluster as snapshot ``key``, once however many labs
+        of that key try; a failure is a warning (the lab is ready all the same)."""
+        from cmlab.runtime import snapshots
+        warm = self.engine.warm_start
+        assert warm is not None
+        access = self.runtime.access(self.plan)
+        with self.progress.step(f"saving snapshot {key} for the next `up` of this topology"), snapshots.save_lock(key):
+            if snapshots.find(self.client, key) is not None:
+                return
+            try:
+                saved = warm.prepare(self.plan, access, primary)
+                try:
+                    snapshots.save(self.client, self.plan, key, image, self.client.images.get(image).id, saved)
+                finally:
+                    warm.cleanup(self.plan, access, saved)
+            except CmlabError as exc:
+                log.warning("lab %s: no snapshot saved, the next `up` initialises again: %s", self.plan.name, exc)
+
+    def _create(self, image: str, router_image: str, helper_image: str = "", snapshot: "StoredSnapshot | None" = None) -> None:
+        """Create and start every object of the lab, the nodes' volumes filled
+        from ``snapshot`` first; on failure remove what was made."""
         from cmlab.runtime import disks
 
         if self.runtime.leftovers(self.plan.name) != {"containers": [], "networks": [], "volumes": []}:
@@ -328,6 +380,10 @@ class Lab:
                     node.name: self.runtime.create_node(self.plan, node, image, self.engine.container(self.plan, node), devices)
                     for node in self.plan.nodes
                 }
+                if snapshot is not None and self.engine.warm_start is not None:
+                    from cmlab.runtime import snapshots
+                    with self.progress.step(f"restoring snapshot {snapshot.key} (made by lab '{snapshot.lab}')"):
+                        snapshots.restore(self.client, self.plan, image, snapshot, self.engine.warm_start.restore(self.plan))
                 self.runtime.start(([router] if router is not None else []) + access)
                 for group in self.engine.start_groups(self.plan):
                     self.runtime.start([nodes[n.name] for n in group])
@@ -554,6 +610,24 @@ def down(name: str, client: docker.DockerClient | None = None, forget: bool = Fa
     else:
         remove_lab_state(name)
     return Removed(removed.containers, removed.networks, removed.volumes, detached, removed.unreachable, removed.left)
+
+
+def snapshots(client: docker.DockerClient | None = None) -> tuple[list[StoredSnapshot], list[str]]:
+    """The snapshots a warm ``up`` restores (oldest first), and the keys of
+    incomplete ones (a save cut short or under way); see :mod:`cmlab.runtime.snapshots`."""
+    from cmlab.runtime import snapshots as _snapshots
+    return _snapshots.stored(client or connect())
+
+
+def prune_snapshots(keys: list[str] | None = None, client: docker.DockerClient | None = None) -> int:
+    """Remove the snapshots ``keys`` (None: every one, incomplete ones too);
+    the next ``up`` of their topologies initialises its cluster again.
+
+    :returns: how many Docker volumes were removed.
+    :raises LabError: one is being restored (try again once that ``up`` is done).
+    """
+    from cmlab.runtime import snapshots as _snapshots
+    return _snapshots.remove(client or connect(), keys)
 
 
 def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> list[str]:

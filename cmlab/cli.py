@@ -219,15 +219,17 @@ def build(progress: Progress, topology: str, assignments: tuple[str, ...]) -> No
 @click.option("--no-wait", is_flag=True, help="Return once the containers run, without waiting for a ready cluster.")
 @click.option("--init-swarm", is_flag=True,
               help="A lab across hosts: make the first host a swarm manager and join the others (where in no swarm).")
+@click.option("--fresh", is_flag=True,
+              help="Initialise the cluster: neither restore a snapshot of this topology nor save one (`cmlab snapshots`).")
 @click.argument("topology", type=click.Path(dir_okay=False))
 @_SET
 @click.pass_obj
 @_friendly
-def up(progress: Progress, no_wait: bool, init_swarm: bool, topology: str, assignments: tuple[str, ...]) -> None:
+def up(progress: Progress, no_wait: bool, init_swarm: bool, fresh: bool, topology: str, assignments: tuple[str, ...]) -> None:
     """Bring a lab up from a topology file and wait until it is ready."""
     t0 = time.monotonic()
     lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
-    status = lab.up(wait=not no_wait, init_swarm=init_swarm)
+    status = lab.up(wait=not no_wait, init_swarm=init_swarm, fresh=fresh)
     if status is not None:
         _print_status(status)
     out.print(f"lab '{lab.plan.name}' is up in {time.monotonic() - t0:.1f} s; `cmlab down {lab.plan.name}` removes it")
@@ -315,6 +317,29 @@ def list_labs() -> None:
     """List the labs on this Docker engine."""
     for name in api.labs():
         out.print(name)
+
+
+@main.command(name="snapshots")
+@click.option("--prune", is_flag=True, help="Remove them all: the next `up` of each topology initialises its cluster again.")
+@_friendly
+def list_snapshots(prune: bool) -> None:
+    """List the snapshots of ready clusters that a warm `up` restores."""
+    complete, incomplete = api.snapshots()
+    if prune:
+        removed = api.prune_snapshots()
+        out.print(f"removed {_count(len(complete) + len(incomplete), 'snapshot')} ({_count(removed, 'volume')})")
+        return
+    if not complete and not incomplete:
+        out.print("no snapshot: the first `up` of a topology saves one (`cmlab up --fresh` does not)")
+        return
+    table = Table(title="snapshots (a warm `up` restores one when the engine, image, parameters and nodes match)")
+    for col in ("key", "engine", "made by lab", "created (UTC)", "saved"):
+        table.add_column(col)
+    for snap in complete:
+        table.add_row(snap.key, snap.engine, snap.lab, snap.created, ", ".join(snap.names))
+    for key in incomplete:
+        table.add_row(key, "", "", "", "[yellow]incomplete (being saved, or cut short)[/]")
+    out.print(table)
 
 
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})

@@ -54,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cmlab-keep", action="store_true", help="keep a lab whose test failed, for inspection")
     group.addoption("--cmlab-results", help="results directory (sets CMLAB_RESULTS_DIR)")
     group.addoption("--cmlab-no-reap", action="store_true", help="do not reap crashed runs' labs at start")
+    group.addoption("--cmlab-fresh", action="store_true",
+                    help="initialise every lab's cluster: neither restore nor save snapshots (cmlab up --fresh)")
     group.addoption("--cmlab-init-swarm", action="store_true",
                     help="labs across hosts: join their hosts into one swarm where they are in none (cmlab up --init-swarm)")
 
@@ -161,7 +163,7 @@ def lab_lifecycle(request: pytest.FixtureRequest, topology: Path, name: str | No
     except DockerUnavailable as exc:
         pytest.skip(f"no Docker Engine: {exc}")
     try:
-        lab.up(init_swarm=bool(config.getoption("--cmlab-init-swarm")))
+        lab.up(init_swarm=bool(config.getoption("--cmlab-init-swarm")), fresh=bool(config.getoption("--cmlab-fresh")))
         yield lab
     finally:
         failed = lab.plan.name in request.session.stash.get(_FAILED_LABS, set())

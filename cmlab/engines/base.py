@@ -220,6 +220,60 @@ class ImageRecipe:
 
 
 @dataclass(frozen=True)
+class SavedDir:
+    """A directory a warm-start snapshot keeps: ``path`` inside the volume
+    ``volume`` (a suffix of :attr:`ContainerSpec.volumes`) of ``node``, made
+    there by :meth:`WarmStart.prepare` (``""``: the volume's whole content)."""
+
+    node: str
+    volume: str
+    path: str = ""
+
+
+class WarmStart(ABC):
+    """An engine's way to save a ready cluster and start a lab from it
+    instead of initialising it (``cmlab up`` restores a snapshot when the
+    topology, parameters and image are the same; see
+    :mod:`cmlab.runtime.snapshots`).
+
+    A snapshot is taken while the cluster runs and is restored into a lab
+    whose name, subnets and addresses may differ: what the engine saves must
+    not depend on them, or the engine rewrites them when the nodes start.
+    """
+
+    #: Raise it when what is saved or how it is restored changes: older
+    #: snapshots then no longer match (it is part of the snapshot's key).
+    format: ClassVar[int] = 1
+
+    @abstractmethod
+    def prepare(self, plan: "LabPlan", access: NodeAccess, primary: str) -> dict[str, SavedDir]:
+        """Make consistent copies of what a restore needs, inside the nodes'
+        volumes, while the cluster runs.
+
+        :param primary: the ready cluster's primary.
+        :returns: name (a short word) -> where the copy is.
+        :raises EngineError: a copy could not be made (the lab is left as it was).
+        """
+
+    def cleanup(self, plan: "LabPlan", access: NodeAccess, saved: dict[str, SavedDir]) -> None:
+        """Remove what :meth:`prepare` made once it is saved. Default: nothing."""
+
+    @abstractmethod
+    def restore(self, plan: "LabPlan") -> dict[tuple[str, str], str]:
+        """Which volumes a restore fills before the nodes start:
+        ``(node, volume suffix) -> saved name``; volumes not named start empty."""
+
+    def started(self, plan: "LabPlan", access: NodeAccess) -> None:
+        """Runs once a lab started from a snapshot is ready, before ``up``
+        returns: undo what only the start needed, so that the lab runs as a
+        fresh one would. Default: nothing.
+
+        :raises EngineError: it could not be undone (``up`` fails: the lab
+            would not be the one asked for).
+        """
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The manager's leader (None: it names none) and every node's state,
     from one reading (:meth:`Engine.snapshot_reader`)."""
@@ -309,6 +363,8 @@ class Engine(ABC):
     #: folder, an image): a replayed bundle may not choose them, the user
     #: gives them again (``cmlab replay --set``).
     host_inputs: ClassVar[tuple[str, ...]] = ()
+    #: How a ready cluster is saved and restored (None: every ``up`` initialises).
+    warm_start: ClassVar[WarmStart | None] = None
 
     def command_parameters(self, params: dict[str, Any]) -> list[str]:
         """The resolved parameters (dotted: ``postgresql.archive_command``) whose

@@ -30,6 +30,7 @@ from cmlab.engines.base import (
 )
 from cmlab.engines.postgres_patroni import config
 from cmlab.engines.postgres_patroni.parameters import COMMAND_SETTINGS, PatroniParameters
+from cmlab.engines.postgres_patroni import warm
 from cmlab.errors import EngineError, Issue, WaitTimeout
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
@@ -49,6 +50,7 @@ class PostgresPatroni(Engine):
     summary = "PostgreSQL 15 + Patroni 3.0.2 + etcd 3.4 + vip-manager 1.0.2 (Debian 12 packages)"
     Parameters = PatroniParameters
     processes = {"database": "postgres", "agent": "patroni", "arbiter": "etcd", "vip": "vip-manager"}
+    warm_start = warm.PatroniWarmStart()
 
     def command_parameters(self, params: dict[str, Any]) -> list[str]:
         """postgresql.conf settings PostgreSQL runs as commands or loads as code (:data:`COMMAND_SETTINGS`)."""
@@ -83,7 +85,7 @@ class PostgresPatroni(Engine):
         volumes: dict[str, str] = {}
         if node.has(Role.database):
             files[config.PATRONI_YML] = FileSpec(config.patroni_yml(plan, node, p), mode=0o600, uid=_POSTGRES_UID, gid=_POSTGRES_GID)
-            volumes["/var/lib/postgresql"] = "pgdata"
+            volumes[warm.MOUNT] = warm.VOLUME
         vip = config.vip_manager_yml(plan, node, p)
         if vip is not None:
             files[config.VIP_MANAGER_YML] = FileSpec(vip)

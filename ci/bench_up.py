@@ -4,11 +4,13 @@
     .venv/bin/python ci/bench_up.py [--trials 3] [--cold]
 
 Prints: cold image build (with --cold: the base and engine images are
-removed first), no-op rebuild, warm `up` of the quickstart topology to a
-ready cluster with the VIP on the primary, split into its phases (images,
-containers, then each reason the engine gave for not being ready yet, in
-order: the engine's own start-up), `down`, and the lab's peak memory (sum
-over containers of the kernel's max usage, cgroup v1; or current usage).
+removed first), no-op rebuild, warm `up` (images present) of the quickstart
+topology to a ready cluster with the VIP on the primary, fresh (``--fresh``:
+initdb and standby builds) and from a snapshot (alternating, same host
+load), each split into its phases (images, containers, then each reason the
+engine gave for not being ready yet, in order: the engine's own start-up),
+`down`, and the lab's peak memory (sum over containers of the kernel's max
+usage, cgroup v1; or current usage).
 """
 
 from __future__ import annotations
@@ -75,24 +77,32 @@ def main() -> None:
         cli.append(time.monotonic() - t0)
     print(f"no-op `cmlab build` (a new process): {spread(cli)}")
 
-    ups, downs, peaks = [], [], []
-    phases: dict[str, list[float]] = {}
-    for _ in range(args.trials):
-        t0 = time.monotonic()
-        status = lab.up()
-        ups.append(time.monotonic() - t0)
-        assert status.ready
-        for what, seconds in lab.up_phases:
-            phases.setdefault(what, []).append(seconds)
-        peaks.append(peak_memory(lab))
-        t0 = time.monotonic()
+    # A snapshot of this topology saved by the first `up` (not timed), then
+    # alternating fresh and restored `up`s, so that both see the same host.
+    if lab.snapshot_key() is not None:
+        lab.up()
         lab.down()
-        downs.append(time.monotonic() - t0)
-    print(f"warm up to ready (VIP on the primary): {spread(ups)}")
-    for what, xs in phases.items():
-        print(f"    {what:60} median {statistics.median(xs):6.2f} s (in {len(xs)} of {len(ups)} ups)")
+    ups: dict[str, list[float]] = {"fresh": [], "from snapshot": []}
+    phases: dict[str, dict[str, list[float]]] = {"fresh": {}, "from snapshot": {}}
+    downs, peaks = [], []
+    for _ in range(args.trials):
+        for mode in ups:
+            t0 = time.monotonic()
+            status = lab.up(fresh=mode == "fresh")
+            ups[mode].append(time.monotonic() - t0)
+            assert status is not None and status.ready
+            for what, seconds in lab.up_phases:
+                phases[mode].setdefault(what, []).append(seconds)
+            peaks.append(peak_memory(lab))
+            t0 = time.monotonic()
+            lab.down()
+            downs.append(time.monotonic() - t0)
+    for mode, xs in ups.items():
+        print(f"warm `up` to ready (VIP on the primary), {mode}: {spread(xs)}")
+        for what, ys in phases[mode].items():
+            print(f"    {what:70} median {statistics.median(ys):6.2f} s (in {len(ys)} of {len(xs)} ups)")
     print(f"down: {spread(downs)}")
-    print(f"lab peak memory: max {max(peaks) / 2**20:.0f} MiB over {len(peaks)} trials (3 nodes)")
+    print(f"lab peak memory: max {max(peaks) / 2**20:.0f} MiB over {len(peaks)} ups (3 nodes)")
 
 
 if __name__ == "__main__":

@@ -672,7 +672,8 @@ def check_scenario(scenario: str) -> None:
 @main.command()
 @LAB_OPTION
 @click.option("-n", "--trials", type=click.IntRange(1, 1000), default=1, show_default=True, help="How many trials.")
-@click.option("--fresh", is_flag=True, help="A fresh lab for each trial (down and up between trials).")
+@click.option("--fresh", is_flag=True,
+              help="A fresh lab for each trial: down, then `up --fresh` (the cluster initialised, not from a snapshot).")
 @click.option("--seed", type=int, help="Seed of every random choice (targets, shapes, staggers); default: a random one, recorded.")
 @click.option("--write-ms", type=float, help="Writers' cadence, milliseconds [default: the scenario's workload, or 20].")
 @click.option("--fast-ms", type=float, help="Leader and VIP observers' cadence, milliseconds [default: the scenario's, or 20].")

@@ -184,7 +184,8 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
 def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = False,
                  cadence: Cadence | None = None, directory: Path | None = None, seed: int | None = None) -> Run:
     """Run ``trials`` trials, on the same lab (default) or on a fresh one each
-    time (``fresh``: down and up between trials), and write the reports.
+    time (``fresh``: down, and an ``up --fresh`` that initialises the cluster,
+    between trials), and write the reports.
 
     :param cadence: the probes' cadence; None: the scenario's ``workload``.
     :param seed: the seed of every random choice; None: a random one (recorded in ``run.json``).
@@ -209,7 +210,7 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
         for i in range(1, trials + 1):
             if fresh and i > 1:
                 lab.down()
-                lab.up()
+                lab.up(fresh=True)
             run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
             write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
     finally:

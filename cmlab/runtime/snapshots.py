@@ -162,12 +162,14 @@ def remove(client: docker.DockerClient, keys: Iterable[str] | None = None) -> in
 
 def _copy(client: docker.DockerClient, plan: LabPlan, image: str, mounts: list[Mount], pairs: list[tuple[str, str]],
           what: str) -> None:
-    """Copy each ``(from, to)`` folder's content, owners and modes kept, in a
-    container of ``image`` with ``mounts`` and no network.
+    """Copy each ``(from, to)`` folder's content, owners and modes kept, all
+    at once (a disk is faster with several copies under way), in a container
+    of ``image`` with ``mounts`` and no network.
 
-    :raises LabError: the copy failed (the copier's output in the message).
+    :raises LabError: a copy failed (the copier's output in the message).
     """
-    script = " && ".join(f"cp -a {shlex.quote(src)}/. {shlex.quote(dst)}/" for src, dst in pairs)
+    started = " ".join(f"cp -a {shlex.quote(src)}/. {shlex.quote(dst)}/ & p{i}=$!;" for i, (src, dst) in enumerate(pairs))
+    script = started + " " + " && ".join(f"wait $p{i}" for i in range(len(pairs)))
     try:
         client.containers.run(image, [script], entrypoint=["/bin/sh", "-c"], mounts=mounts, network_mode="none",
                               user="0", remove=True, stdout=True, stderr=True,

@@ -53,7 +53,7 @@ START_RETRY = "200ms"
 
 
 class PatroniWarmStart(WarmStart):
-    format = 3
+    format = 4
 
     def prepare(self, plan: LabPlan, access: NodeAccess, primary: str) -> dict[str, SavedDir]:
         """``pg_basebackup`` of ``primary`` over its local replication
@@ -63,15 +63,28 @@ class PatroniWarmStart(WarmStart):
         """
         root = f"{MOUNT}/{BACKUP}"
         data = root + config.DATA_DIR.removeprefix(MOUNT)
-        script = (f"rm -rf {root} && install -d -m 0755 {root} && "
-                  f"{config.BIN_DIR}/pg_basebackup -h 127.0.0.1 -p {config.PG_PORT} -U {config.REPLICATION[0]} "
-                  f"-D {shlex.quote(data)} -X stream -c fast --no-manifest --no-sync && "
-                  # Recover the backup now, once: Patroni would do it on every node at each restore.
-                  f"{config.BIN_DIR}/postgres --single -D {shlex.quote(data)} -c archive_mode=off postgres </dev/null && "
-                  f"echo \"wal_retrieve_retry_interval = '{START_RETRY}'\" >> {shlex.quote(data)}/postgresql.auto.conf")
+        d = shlex.quote(data)
+        script = "\n".join([
+            "set -eu",
+            f"rm -rf {root}",
+            f"install -d -m 0755 {root}",
+            f"{config.BIN_DIR}/pg_basebackup -h 127.0.0.1 -p {config.PG_PORT} -U {config.REPLICATION[0]} "
+            f"-D {d} -X stream -c fast --no-manifest --no-sync",
+            # Recover the backup now, once: Patroni would do it on every node at each restore.
+            f"{config.BIN_DIR}/postgres --single -D {d} -c archive_mode=off postgres </dev/null",
+            # After a clean shut-down only the segments from the last checkpoint's on are
+            # needed (the older ones would go at the next checkpoint): less to copy.
+            f"redo=$({config.BIN_DIR}/pg_controldata {d} | sed -n 's/^Latest checkpoint.s REDO WAL file: *//p')",
+            'test -n "$redo"',
+            f"for f in $(ls {d}/pg_wal | grep -E '^[0-9A-F]{{24}}$'); do",
+            '  [ "$f" = "$redo" ] && break',
+            f'  rm -f {d}/pg_wal/"$f"',
+            "done",
+            f"echo \"wal_retrieve_retry_interval = '{START_RETRY}'\" >> {d}/postgresql.auto.conf",
+        ])
         rc, out = access.exec(plan.node(primary), ["sh", "-c", script], user="postgres")
         if rc != 0:
-            raise EngineError(f"{primary}: pg_basebackup for the snapshot failed (exit {rc}): {out.strip()[-500:]}")
+            raise EngineError(f"{primary}: the base backup for the snapshot failed (exit {rc}): {out.strip()[-500:]}")
         return {VOLUME: SavedDir(primary, VOLUME, BACKUP)}
 
     def cleanup(self, plan: LabPlan, access: NodeAccess, saved: dict[str, SavedDir]) -> None:

@@ -321,10 +321,14 @@ def list_labs() -> None:
 
 @main.command(name="snapshots")
 @click.option("--prune", is_flag=True, help="Remove them all: the next `up` of each topology initialises its cluster again.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {\"snapshots\": [...], \"incomplete\": [keys]}.")
 @_friendly
-def list_snapshots(prune: bool) -> None:
+def list_snapshots(prune: bool, as_json: bool) -> None:
     """List the snapshots of ready clusters that a warm `up` restores."""
     complete, incomplete = api.snapshots()
+    if as_json and not prune:
+        click.echo(json.dumps({"snapshots": [s.__dict__ for s in complete], "incomplete": incomplete}, indent=2))
+        return
     if prune:
         removed = api.prune_snapshots()
         out.print(f"removed {_count(len(complete) + len(incomplete), 'snapshot')} ({_count(removed, 'volume')})")

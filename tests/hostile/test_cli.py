@@ -35,6 +35,7 @@ BAD: dict[str, list[list[str]]] = {
     "status": [[NO_LAB]],
     "reap": [["extra"]],
     "ls": [["extra"]],
+    "snapshots": [["extra"], ["--prune", "extra"]],
     "exec": [["-l", NO_LAB, "pg9", "--", "true"], []],
     "logs": [["-l", NO_LAB, "pg9"], ["--tail", "x", "pg1"]],
     "hosts up": [["-n", "x"]],

@@ -26,6 +26,7 @@ from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import CmlabError, EngineError, LabError, TopologyError, WaitTimeout
 from cmlab.faults.host import Capability, capabilities
 from cmlab.progress import Progress, Quiet, log
+from cmlab.resources import example_topology
 from cmlab.runtime.routes import host_routes
 from cmlab.state import remove_lab_state, results_dir, save_plan, saved_labs, saved_plan
 from cmlab.topology import resolve
@@ -149,7 +150,8 @@ class Lab:
     def from_topology(cls, path: str | Path, registry: EngineRegistry | None = None, progress: Progress | None = None,
                       owner: dict[str, str] | None = None, name: str | None = None, engine: str | None = None,
                       allocate: bool = False, parameters: dict[str, Any] | None = None) -> "Lab":
-        """Read and resolve a topology file against this host's Docker networks.
+        """Read and resolve a topology file (or an example, by name: ``quickstart``)
+        against this host's Docker networks.
 
         :param owner: owner labels (:func:`cmlab.owner.current`) for a lab that
             ``reap`` may remove once its owner process is gone (test sessions).
@@ -165,6 +167,7 @@ class Lab:
         registry = registry or default_registry()
         from cmlab.runtime.docker import DockerRuntime
         client = connect()
+        path = example_topology(path)
         data, positions = read_yaml_file(path)
         if isinstance(data, dict):
             data = {**data, **({"name": name} if name else {}), **({"engine": engine} if engine else {})}
@@ -658,12 +661,23 @@ def reap(client: docker.DockerClient | None = None, dry_run: bool = False) -> li
 
 def validate(path: str | Path, parameters: dict[str, Any] | None = None) -> LabPlan:
     """Check a topology file without Docker (``cmlab validate``): every rule, and
-    that no AZ subnet overlaps the host's own networks.
+    that no AZ subnet overlaps the host's own networks. ``path`` may name an
+    example instead (``quickstart``: :func:`cmlab.resources.example_topology`).
 
     :param parameters: ``parameters:`` keys that win over the file's (``--set``).
     :raises TopologyError: every problem, with its file:line:column and fix.
     """
-    return resolve.load(path, default_registry(), parameters=parameters, routes=host_routes())
+    return resolve.load(example_topology(path), default_registry(), parameters=parameters, routes=host_routes())
+
+
+def examples() -> dict[str, str]:
+    """The example topologies by name, each with its first comment line."""
+    from cmlab.resources import examples_dir
+    out = {}
+    for path in sorted(examples_dir().glob("*.yaml")):
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("#")), "")
+        out[path.stem] = first
+    return out
 
 
 def status_json(status: LabStatus) -> str:

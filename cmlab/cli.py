@@ -154,7 +154,7 @@ def _parameters(assignments: tuple[str, ...]) -> dict[str, Any]:
 @_SET
 @_friendly
 def validate(topology: str, assignments: tuple[str, ...]) -> None:
-    """Check a topology file without touching Docker."""
+    """Check a topology file (or an example by name: `cmlab examples`) without touching Docker."""
     plan = api.validate(topology, _parameters(assignments))
     out.print(f"{topology}: valid ({plan.engine}, {len(plan.nodes)} nodes, {len(plan.azs)} AZ, {len(plan.vips)} VIP)")
 
@@ -195,6 +195,14 @@ def parse_cm_query(file) -> None:
 
 @main.command()
 @_friendly
+def examples() -> None:
+    """List the example topologies, which validate, build and up take by name."""
+    for name, summary in api.examples().items():
+        out.print(f"{name:28} {summary}", markup=False, highlight=False)
+
+
+@main.command()
+@_friendly
 def engines() -> None:
     """List the engines."""
     from cmlab.engines.registry import default_registry
@@ -210,7 +218,7 @@ def engines() -> None:
 @click.pass_obj
 @_friendly
 def build(progress: Progress, topology: str, assignments: tuple[str, ...]) -> None:
-    """Build (or find) the images a topology needs."""
+    """Build (or find) the images a topology (a file, or an example by name) needs."""
     lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
     out.print(lab.build())
 
@@ -226,7 +234,7 @@ def build(progress: Progress, topology: str, assignments: tuple[str, ...]) -> No
 @click.pass_obj
 @_friendly
 def up(progress: Progress, no_wait: bool, init_swarm: bool, fresh: bool, topology: str, assignments: tuple[str, ...]) -> None:
-    """Bring a lab up from a topology file and wait until it is ready."""
+    """Bring a lab up from a topology file (or an example by name: `cmlab up quickstart`) and wait until it is ready."""
     t0 = time.monotonic()
     lab = api.Lab.from_topology(topology, progress=progress, parameters=_parameters(assignments))
     status = lab.up(wait=not no_wait, init_swarm=init_swarm, fresh=fresh)

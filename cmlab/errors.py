@@ -39,6 +39,8 @@ class DocumentError(CmlabError):
 
     #: What the document is, for messages.
     what = "document"
+    #: The fix when the file is not there.
+    missing_fix = "check the path"
 
     def __init__(
         self,
@@ -78,12 +80,14 @@ class TopologyError(DocumentError):
     """The topology file cannot be used as written. Nothing was created."""
 
     what = "topology"
+    missing_fix = "check the path, or name an example topology (`cmlab examples`)"
 
 
 class ScenarioError(DocumentError):
     """The scenario file cannot be used as written. Nothing was run."""
 
     what = "scenario"
+    missing_fix = "check the path, or name a built-in scenario (`cmlab scenarios`)"
 
 
 class DockerUnavailable(CmlabError):

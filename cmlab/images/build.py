@@ -59,9 +59,12 @@ HELPER = ImageRecipe(name="helper", folder="helper")
 
 
 def images_dir() -> Path:
-    """The ``images/`` folder of recipes (``CMLAB_IMAGES_DIR`` overrides)."""
+    """The folder of image recipes, ``cmlab/images/recipes`` (``CMLAB_IMAGES_DIR`` overrides)."""
     override = os.environ.get("CMLAB_IMAGES_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "images"
+    if override:
+        return Path(override)
+    from cmlab.resources import package_dir
+    return package_dir("images", "recipes")
 
 
 def _docker_errors():  # noqa: ANN202 - the module docker.errors, imported when first needed

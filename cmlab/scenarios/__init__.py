@@ -31,13 +31,14 @@ from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
 from cmlab.scenarios.schema import (STEP_DURATIONS, FaultStep, FlipFlopStep, OneOfStep, PrimaryInStep, RepeatStep,
                                     ScenarioFile, SwitchoverStep, VipFlapStep, WaitStep)
+from cmlab.resources import package_dir
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
 if TYPE_CHECKING:
     from cmlab.topology.plan import LabPlan
 
-#: The built-in scenarios' files.
-SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+#: The built-in scenarios' files (installed with the package).
+SCENARIOS_DIR = package_dir("scenarios", "builtin")
 #: Steps a ``setup:`` may hold (before the probes: nothing there is measured).
 SETUP_VERBS = ("primary-in", "switchover", "sleep", "wait")
 

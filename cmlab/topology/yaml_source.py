@@ -190,7 +190,7 @@ def read_yaml_file(path: str | Path, error: type[DocumentError] = TopologyError)
             raise error(p, [Issue("<document>", f"file is {size} bytes, over {MAX_BYTES}", f"a {error.what} is a few KiB; check the file")])
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise error(p, [Issue("<document>", f"cannot read the file: {exc.strerror}", "check the path")]) from None
+        raise error(p, [Issue("<document>", f"cannot read the file: {exc.strerror}", error.missing_fix)]) from None
     except UnicodeDecodeError:
         raise error(p, [Issue("<document>", "the file is not UTF-8 text", "save it as UTF-8")]) from None
     return load_yaml(text, str(p), error)

@@ -29,6 +29,7 @@ BAD: dict[str, list[list[str]]] = {
     "schema": [["--engine", "nosuch"]],
     "parse-cm-query": [[MISSING], ["/etc/hostname"]],
     "engines": [["extra"]],
+    "examples": [["extra"]],
     "build": [[MISSING]],
     "up": [[MISSING]],
     "down": [[MISSING + "x", "extra"]],

@@ -35,7 +35,7 @@ def test_every_builtin_scenario_is_a_file_of_scenarios_dir():
     files = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
     assert files == sorted(SCENARIOS) and len(files) >= 7
     for s in SCENARIOS.values():
-        assert Path(s.source).parent == ROOT / "scenarios" and s.summary
+        assert Path(s.source).parent == (ROOT / "scenarios").resolve() and s.summary
 
 
 def test_a_promised_failover_is_healed_once_writes_flow_again():

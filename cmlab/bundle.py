@@ -40,13 +40,13 @@ from cmlab import archive
 from cmlab.archive import IMAGES_TAR
 from cmlab.errors import CmlabError
 from cmlab.events import EventLog
-from cmlab.faults.host import capabilities
+from cmlab.runtime.capabilities import capabilities
 from cmlab.runtime import labels
 from cmlab.runtime.netns import ContainerNetns
 from cmlab.topology.plan import LabPlan
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.lab import Lab
 
 #: The folder of a run directory that holds the lab's side of the bundle.
 LAB_DIR = "lab"

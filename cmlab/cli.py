@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cmlab.errors import CmlabError
-from cmlab.faults import targets
 from cmlab.progress import Progress
 
 if TYPE_CHECKING:
@@ -142,9 +141,7 @@ _SET = click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
 
 def _parameters(assignments: tuple[str, ...]) -> dict[str, Any]:
     try:
-        from cmlab.topology import resolve
-
-        return resolve.parse_assignments(assignments)
+        return api.parse_assignments(assignments)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from None
 
@@ -165,19 +162,7 @@ def validate(topology: str, assignments: tuple[str, ...]) -> None:
 @_friendly
 def schema(engine: str | None, of_scenario: bool) -> None:
     """Print the JSON Schema of topology files (for editors)."""
-    if of_scenario:
-        from cmlab.scenarios.schema import ScenarioFile
-
-        click.echo(json.dumps(ScenarioFile.model_json_schema(by_alias=True), indent=2))
-    elif engine:
-        from cmlab.engines.registry import default_registry
-
-        model = default_registry().get(engine).Parameters
-        click.echo(json.dumps(model.model_json_schema(), indent=2))
-    else:
-        from cmlab.topology.schema import Topology
-
-        click.echo(json.dumps(Topology.model_json_schema(), indent=2))
+    click.echo(json.dumps(api.json_schema("scenario" if of_scenario else "topology", engine), indent=2))
 
 
 @main.command("parse-cm-query")
@@ -185,11 +170,9 @@ def schema(engine: str | None, of_scenario: bool) -> None:
 @_friendly
 def parse_cm_query(file) -> None:
     """Parse a pasted `cm_ctl query` / `gs_om -t status` output (FILE or -) and print it as JSON."""
-    from cmlab.engines.opengauss_cm.query import CmQueryParseError, parse
-
     try:
-        click.echo(parse(file.read()).to_json())
-    except CmQueryParseError as exc:
+        click.echo(api.parse_cm_query(file.read()))
+    except ValueError as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
 
 
@@ -205,11 +188,8 @@ def examples() -> None:
 @_friendly
 def engines() -> None:
     """List the engines."""
-    from cmlab.engines.registry import default_registry
-
-    reg = default_registry()
-    for name in reg.names():
-        out.print(f"{name:20} {reg.get(name).summary}")
+    for name, summary in api.engines().items():
+        out.print(f"{name:20} {summary}")
 
 
 @main.command()
@@ -396,9 +376,7 @@ def hosts() -> None:
 @_friendly
 def hosts_up(progress: Progress, name: str, count: int) -> None:
     """Start the simulated hosts and print them as a topology's `hosts:`."""
-    from cmlab.runtime.simhosts import SimulatedHosts
-
-    made = SimulatedHosts(api.connect(), name, count, progress).up()
+    made = api.SimulatedHosts(api.connect(), name, count, progress).up()
     out.print("hosts:")
     for h in made:
         out.print(f'  - {{name: {h.name}, endpoint: "{h.endpoint}", address: {h.address}}}', highlight=False)
@@ -410,16 +388,76 @@ def hosts_up(progress: Progress, name: str, count: int) -> None:
 @_friendly
 def hosts_down(name: str) -> None:
     """Remove the simulated hosts (and every lab object on them)."""
-    from cmlab.runtime.simhosts import SimulatedHosts
-
-    removed = SimulatedHosts(api.connect(), name).down()
+    removed = api.SimulatedHosts(api.connect(), name).down()
     out.print(f"hosts '{name}': removed {removed['containers']} containers, {removed['volumes']} volumes, "
               f"{removed['networks']} networks")
 
 
-@main.group(help=f"Apply a fault. Targets: {targets.HELP}. `cmlab faults` lists them, `cmlab heal` undoes.")
+class _FaultGroup(click.Group):
+    """``cmlab fault``: one command per fault kind of the registry
+    (:data:`cmlab.faults.kinds.KINDS`, the words scenarios use), made when
+    asked for; the API is read only then (``cmlab --help`` lists the group by
+    its short help)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.help = f"Apply a fault. Targets: {api.TARGETS_HELP}. `cmlab faults` lists them, `cmlab heal` undoes."
+        super().format_help_text(ctx, formatter)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | {k.name for k in api.FAULT_KINDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        kind = next((k for k in api.FAULT_KINDS if k.name == name), None)
+        return _fault_command(kind) if kind is not None else None
+
+
+@main.group(cls=_FaultGroup, short_help="Apply a fault (`cmlab fault --help` lists them and their targets).")
 def fault() -> None:
     pass
+
+
+#: Former options, still taken with a warning: fault -> option -> (argument, value).
+_FORMER_OPTIONS = {"isolate-host": {"--keep-clients": ("clients", False)}}
+
+
+def _fault_command(kind: Any) -> click.Command:
+    """The ``cmlab fault NAME`` command of a fault kind: its arguments as
+    click parameters (positional ones as arguments, booleans as
+    ``--x/--no-x``, lists repeated), its summary as help."""
+    params: list[click.Parameter] = [click.Option(["-l", "--lab"], help="The lab (default: the only one running).")]
+    if kind.seeded:
+        params.append(click.Option(["--seed"], type=int, help="Seed of random choices (one, minority, shapes)."))
+    lines = [kind.summary[:1].upper() + kind.summary[1:] + "."]
+    for a in kind.args:
+        choice = click.Choice(a.choices) if a.choices else None
+        if a.positional:
+            params.append(click.Argument([a.name], nargs=-1 if a.kind == "list" else 1, required=a.required, type=choice))
+            lines.append(f"{a.name.upper()}: {a.help}.")
+        elif a.kind == "bool":
+            params.append(click.Option([f"--{a.key}/--no-{a.key}"], default=a.default, show_default=True, help=a.help + "."))
+        else:
+            decls = [f"--{a.key}"] + ([a.short] if a.short else [])
+            params.append(click.Option(decls, type=float if a.kind == "float" else choice, multiple=a.kind == "list",
+                                       required=a.required, default=a.default, show_default=a.default is not None,
+                                       help=a.help + "."))
+    former = _FORMER_OPTIONS.get(kind.name, {})
+    for flag in former:
+        params.append(click.Option([flag], is_flag=True, hidden=True))
+
+    @_friendly
+    def callback(lab: str | None = None, seed: int | None = None, **values: Any) -> None:
+        for flag, (name, value) in former.items():
+            if values.pop(flag.lstrip("-").replace("-", "_"), False):
+                err.print(f"[yellow]{flag} is deprecated: use --{'' if value else 'no-'}{name.replace('_', '-')}[/]")
+                values[name] = value
+        arguments = {a.name: list(v) if a.kind == "list" else v for a in kind.args
+                     if (v := values.get(a.name)) not in (None, ())}
+        _apply(lab, seed, lambda n: n.build(kind.name, **arguments))
+
+    return click.Command(kind.name, params=params, callback=callback, help="\n\n".join(lines))
 
 
 def _apply(lab: str | None, seed: int | None, build: Callable[[Any], Any]) -> None:
@@ -429,178 +467,35 @@ def _apply(lab: str | None, seed: int | None, build: Callable[[Any], Any]) -> No
     out.print(f"{f.key}: {f.describe()} (in effect {1000 * (applied.t_effect - applied.t_call):.0f} ms after the call)")
 
 
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("--clients", is_flag=True, help="Cut the clients (the host) too.")
-@click.argument("target")
-@_friendly
-def isolate(lab: str | None, seed: int | None, clients: bool, target: str) -> None:
-    """Cut each TARGET node from every other node."""
-    _apply(lab, seed, lambda n: n.isolate(target, clients))
-
-
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("--one-way", is_flag=True, help="Only packets from A to B are dropped.")
-@click.argument("a")
-@click.argument("b")
-@_friendly
-def cut(lab: str | None, seed: int | None, one_way: bool, a: str, b: str) -> None:
-    """Cut the nodes of A from the nodes of B (e.g. `cut arbiters databases`)."""
-    _apply(lab, seed, lambda n: n.cut(a, b, one_way))
-
-
-@fault.command()
+@fault.command(hidden=True, deprecated=True)
 @LAB_OPTION
 @SEED_OPTION
 @click.argument("shape", type=click.Choice(["halves", "bridge", "majorities-ring"]))
 @_friendly
 def partition(lab: str | None, seed: int | None, shape: str) -> None:
-    """A partition of Jepsen's shapes across all nodes."""
-    _apply(lab, seed, lambda n: n.shape(shape))
+    """Former name of `cmlab fault shape`."""
+    _apply(lab, seed, lambda n: n.build("shape", name=shape))
 
 
-@fault.command(name="isolate-host")
-@LAB_OPTION
-@click.option("--keep-clients", is_flag=True, help="cmlab's probes still reach the host's nodes.")
-@click.argument("host")
-@_friendly
-def isolate_host(lab: str | None, keep_clients: bool, host: str) -> None:
-    """Cut every node of HOST (a lab across hosts; or primary-host) off from the other hosts' nodes."""
-    _apply(lab, None, lambda n: n.isolate_host(host, not keep_clients))
-
-
-@fault.command(name="split-az")
+@fault.command(name="split-az", hidden=True, deprecated=True)
 @LAB_OPTION
 @click.option("--one-way", is_flag=True, help="Only traffic from AZ to the others is dropped.")
 @click.argument("az", nargs=-1, required=True)
 @_friendly
 def split_az(lab: str | None, one_way: bool, az: tuple[str, ...]) -> None:
-    """Cut the AZs named from the other AZs, at the router."""
-    _apply(lab, None, lambda n: n.split_azs(list(az), None, one_way))
+    """Former name of `cmlab fault split-azs`."""
+    _apply(lab, None, lambda n: n.build("split-azs", a=list(az), one_way=one_way))
 
 
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("--percent", type=float, required=True, help="Share of packets dropped, 0-100.")
-@click.option("--direction", type=click.Choice(["egress", "ingress", "both"]), default="egress", show_default=True)
-@click.option("--peers", help="Only packets to/from these targets.")
-@click.argument("target")
-@_friendly
-def loss(lab: str | None, seed: int | None, percent: float, direction: str, peers: str | None, target: str) -> None:
-    """Drop a share of TARGET's packets."""
-    _apply(lab, seed, lambda n: n.loss(target, percent, direction, peers))
-
-
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("--rate", required=True, help="tc rate, e.g. 1mbit.")
-@click.option("--direction", type=click.Choice(["egress", "ingress", "both"]), default="egress", show_default=True)
-@click.argument("target")
-@_friendly
-def bandwidth(lab: str | None, seed: int | None, rate: str, direction: str, target: str) -> None:
-    """Limit what TARGET sends, receives or both (tbf; ingress on the host side of its links)."""
-    _apply(lab, seed, lambda n: n.bandwidth(target, rate, direction))
-
-
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("--ms", type=float, required=True, help="Delay, milliseconds.")
-@click.option("--jitter-ms", type=float, default=0, help="Jitter, milliseconds.")
-@click.argument("target")
-@_friendly
-def delay(lab: str | None, seed: int | None, ms: float, jitter_ms: float, target: str) -> None:
-    """Delay what TARGET sends (netem; unsupported where the kernel lacks it)."""
-    _apply(lab, seed, lambda n: n.delay(target, ms, jitter_ms))
-
-
-@fault.command(name="gateway-loss")
-@LAB_OPTION
-@SEED_OPTION
-@click.argument("target")
-@_friendly
-def gateway_loss(lab: str | None, seed: int | None, target: str) -> None:
-    """Cut TARGET from the router's own addresses (the gateway CM's two-node mode pings), the router still forwarding."""
-    _apply(lab, seed, lambda n: n.gateway_loss(target))
-
-
-@fault.command(name="link-down")
-@LAB_OPTION
-@SEED_OPTION
-@click.argument("target")
-@_friendly
-def link_down(lab: str | None, seed: int | None, target: str) -> None:
-    """Set TARGET's links down (host side)."""
-    _apply(lab, seed, lambda n: n.link_down(target))
-
-
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("-p", "--process", required=True, help="Duty (database, agent, arbiter, vip) or process name.")
-@click.option("-s", "--signal", default="KILL", show_default=True)
-@click.option("--every", is_flag=True, help="Every process of that name, not only the top one.")
-@click.argument("target")
-@_friendly
-def kill(lab: str | None, seed: int | None, process: str, signal: str, every: bool, target: str) -> None:
-    """Signal a process on TARGET (default SIGKILL)."""
-    _apply(lab, seed, lambda n: n.kill(target, process, signal, every))
-
-
-@fault.command()
-@LAB_OPTION
-@SEED_OPTION
-@click.option("-p", "--process", required=True, help="Duty (database, agent, arbiter, vip) or process name.")
-@click.argument("target")
-@_friendly
-def freeze(lab: str | None, seed: int | None, process: str, target: str) -> None:
-    """SIGSTOP a process on TARGET (heal sends SIGCONT)."""
-    _apply(lab, seed, lambda n: n.freeze(target, process))
-
-
-@fault.command(name="container")
+@fault.command(name="container", hidden=True, deprecated=True)
 @LAB_OPTION
 @SEED_OPTION
 @click.argument("action", type=click.Choice(["crash", "pause", "stop", "restart"]))
 @click.argument("target")
 @_friendly
 def container_(lab: str | None, seed: int | None, action: str, target: str) -> None:
-    """Crash (docker kill; heal starts it), pause, stop or restart TARGET's containers."""
-    _apply(lab, seed, lambda n: getattr(n, action)(target))
-
-
-@fault.command(name="vip-remove")
-@LAB_OPTION
-@click.option("--vip", help="The VIP (default: the only one).")
-@_friendly
-def vip_remove(lab: str | None, vip: str | None) -> None:
-    """Take the VIP from its holder."""
-    _apply(lab, None, lambda n: n.vip_remove(vip))
-
-
-@fault.command(name="vip-duplicate")
-@LAB_OPTION
-@click.option("--vip", help="The VIP (default: the only one).")
-@click.argument("node")
-@_friendly
-def vip_duplicate(lab: str | None, vip: str | None, node: str) -> None:
-    """Add the VIP on NODE too (a duplicate address)."""
-    _apply(lab, None, lambda n: n.vip_duplicate(node, vip))
-
-
-@fault.command(name="vip-garp")
-@LAB_OPTION
-@click.option("--vip", help="The VIP (default: the only one).")
-@click.argument("node")
-@_friendly
-def vip_garp(lab: str | None, vip: str | None, node: str) -> None:
-    """Send gratuitous ARP saying the VIP is at NODE."""
-    _apply(lab, None, lambda n: n.vip_garp(node, vip))
+    """Former form of `cmlab fault crash|pause|stop|restart TARGET`."""
+    _apply(lab, seed, lambda n: n.build(action, target=target))
 
 
 @fault.command(name="vip-flap")
@@ -616,17 +511,17 @@ def vip_flap(lab: str | None, vip: str | None, period: float, duration: float, n
     out.print(f"{n} toggles")
 
 
-@fault.command(name="disk")
+@fault.command(name="disk", hidden=True, deprecated=True)
 @LAB_OPTION
 @click.option("--fill", type=float, help="With action fill: the percentage to fill to.")
 @click.argument("action", type=click.Choice(["readonly", "detach", "fill"]))
 @click.argument("disk")
 @_friendly
 def disk_(lab: str | None, fill: float | None, action: str, disk: str) -> None:
-    """Make a disk read-only, detach it, or fill it (--fill PERCENT)."""
+    """Former form of `cmlab fault disk-readonly|disk-detach|disk-fill DISK`."""
     if action == "fill" and fill is None:
         raise click.UsageError("fill needs --fill PERCENT")
-    _apply(lab, None, lambda n: n.disk_fill(disk, fill) if action == "fill" else getattr(n, f"disk_{action}")(disk))
+    _apply(lab, None, lambda n: n.build(f"disk-{action}", disk=disk, **({"percent": fill} if action == "fill" else {})))
 
 
 @main.command()

@@ -40,8 +40,7 @@ from typing import Any
 
 import pytest
 
-from cmlab import owner
-from cmlab.api import Lab, capture, host_capabilities, reap
+from cmlab.api import Lab, capture, current_owner, host_capabilities, reap, results_dir, topology_name
 from cmlab.errors import CmlabError, DockerUnavailable
 
 _FAILED_LABS = pytest.StashKey[set]()
@@ -152,14 +151,11 @@ def lab_lifecycle(request: pytest.FixtureRequest, topology: Path, name: str | No
     """Bring the lab up, yield it, and remove it (unless it failed and
     ``--cmlab-keep``); for fixtures that build their topology themselves."""
     config = request.config
-    from cmlab.topology.yaml_source import read_yaml_file
-
-    data, _ = read_yaml_file(topology)
-    base = name or (data.get("name") if isinstance(data, dict) else None) or topology.stem
+    base = name or topology_name(topology) or topology.stem
     worker = worker_id(config)
     lab_name = base if worker == "main" else f"{base}-{worker}"[:20]
     try:
-        lab = Lab.from_topology(topology, owner=owner.current(), name=lab_name, engine=config.getoption("--cmlab-engine"))
+        lab = Lab.from_topology(topology, owner=current_owner(), name=lab_name, engine=config.getoption("--cmlab-engine"))
     except DockerUnavailable as exc:
         pytest.skip(f"no Docker Engine: {exc}")
     try:
@@ -216,7 +212,5 @@ def forensics(lab: Lab, nodeid: str) -> Path:
     status, the manager's own account (``cm_ctl query``/``show``, Patroni's
     /cluster), active faults, each node's nftables and qdiscs, the event log
     and the containers' logs. Returns the bundle's directory."""
-    from cmlab.state import results_dir
-
     safe = nodeid.replace("/", "_").replace("::", "__").replace("[", "_").replace("]", "")[:150]
     return capture(lab, results_dir(lab.plan.name) / "forensics" / safe)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from docker.errors import DockerException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cmlab.images.tags import remove_replay_tags, replay_tag
 from cmlab.archive import IMAGES_TAR, BundleRefused, unpack
 from cmlab.bundle import LAB_DIR, image_manifest, images_of
 from cmlab.checkers.metrics import SUMMARISED
@@ -53,14 +54,12 @@ from cmlab.topology.plan import LabPlan
 from cmlab.topology.yaml_source import MAX_BYTES as MAX_DOCUMENT_BYTES
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.lab import Lab
     from cmlab.trials import Run
 
 #: Timings match within this many seconds, or :data:`TOLERANCE_RELATIVE`, whichever is larger.
 TOLERANCE_S = 2.0
 TOLERANCE_RELATIVE = 0.5
-#: Repository of the tags a replay loads a bundle's images under: ``cmlab-replay/<lab>:<short ID>``.
-REPLAY_REPOSITORY = "cmlab-replay"
 #: Largest JSON file of a bundle read whole (report.json of many trials), bytes.
 MAX_JSON_BYTES = 32 * 1024**2
 #: Lab names are at most this long (topology names: 20 characters).
@@ -211,11 +210,6 @@ def _dotted(params: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
-
-
-def replay_tag(lab: str, image_id: str) -> str:
-    """The tag a replay loads a bundle's image under: ``cmlab-replay/<lab>:<12 hex digits of its ID>``."""
-    return f"{REPLAY_REPOSITORY}/{lab}:{image_id.removeprefix('sha256:')[:12]}"
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -395,21 +389,6 @@ def load_images(lab: "Lab", review: Review) -> dict[str, str]:
             raise CmlabError(f"the bundle's image {image['id']} is not here after loading it: {exc}") from None
         tags[image["id"]] = tag
     return tags
-
-
-def remove_replay_tags(client: Any, lab: str) -> int:
-    """Remove the tags a replay of ``lab`` loaded images under (the images go
-    with them unless another tag of this host holds them). Returns how many."""
-    removed = 0
-    try:
-        for image in client.images.list(name=f"{REPLAY_REPOSITORY}/{lab}"):
-            for tag in image.tags:
-                if tag.startswith(f"{REPLAY_REPOSITORY}/{lab}:"):
-                    client.images.remove(tag)
-                    removed += 1
-    except DockerException:
-        pass  # an image still used by a container stays; `down` removed the lab's containers first
-    return removed
 
 
 def manifest_differences(before: str, after: str) -> list[str]:

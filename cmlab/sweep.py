@@ -32,7 +32,7 @@ from cmlab.scenarios import Scenario
 from cmlab.trials import Run, new_run_dir, run_scenario
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.lab import Lab
 
 
 @dataclass

@@ -42,7 +42,7 @@ from cmlab.topology.schema import Role
 from cmlab.wait import wait_for
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.lab import Lab
 
 #: Probing before the fault, seconds (and at least this many VIP acknowledgements).
 WARMUP_S = 1.0

@@ -97,7 +97,7 @@ class Fault(ABC):
     kind: ClassVar[str]
     #: False for faults whose effect is an instant (kill, restart, ARP).
     reversible: ClassVar[bool] = True
-    #: Host capabilities needed (names of :func:`cmlab.faults.host.capabilities`).
+    #: Host capabilities needed (names of :func:`cmlab.runtime.capabilities.capabilities`).
     requires: ClassVar[frozenset[str]] = frozenset({"root"})
 
     def __init_subclass__(cls, **kw: Any) -> None:

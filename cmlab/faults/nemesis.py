@@ -32,9 +32,10 @@ from cmlab.engines.base import ClusterState
 from cmlab.errors import FaultError
 from cmlab.events import EventLog
 from cmlab.faults import grudge as grudges
+from cmlab.faults import kinds
 from cmlab.faults import targets
 from cmlab.faults.base import Fault, FaultContext
-from cmlab.faults.host import require
+from cmlab.runtime.capabilities import require
 from cmlab.faults.network import (AzPartition, Bandwidth, Delay, GatewayLoss, LinkDown, Loss, Partition, delete_table,
                                   host_peers, remove_host_qdiscs, remove_qdiscs, set_links)
 from cmlab.faults.disk import DiskDetach, DiskFill, DiskReadOnly
@@ -237,6 +238,14 @@ class Nemesis:
             raise FaultError(f"'{target}' designates {len(nodes)} nodes; this fault takes one")
         return nodes[0]
 
+    def build(self, kind: str, **arguments: Any) -> Fault:
+        """The fault of ``kind`` (a name of :data:`cmlab.faults.kinds.KINDS`) from
+        its arguments (the builder's keywords: :meth:`FaultKind.check` gives them).
+
+        :raises ValueError: no such kind. :raises FaultError: the arguments name nothing here.
+        """
+        return getattr(self, kinds.get(kind).builder)(**arguments)
+
     # ---- applying ------------------------------------------------------------------------
 
     def apply(self, fault: Fault) -> Applied:
@@ -381,14 +390,6 @@ class Nemesis:
         tmp = self._records.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=1))
         tmp.replace(self._records)
-
-
-#: The fault builders of :class:`Nemesis`, by the name a scenario's ``fault:``
-#: step uses (the method's name with dashes); their keyword arguments are the
-#: step's other keys.
-BUILDERS: dict[str, Callable[..., Fault]] = {name.replace("_", "-"): getattr(Nemesis, name) for name in (
-    "isolate", "isolate_host", "cut", "shape", "split_azs", "gateway_loss", "loss", "bandwidth", "delay", "link_down", "kill", "freeze", "crash",
-    "pause", "stop", "restart", "disk_readonly", "disk_detach", "disk_fill", "vip_remove", "vip_duplicate", "vip_garp")}
 
 
 def _partition(g: grudges.Grudge, clients: list[str] | tuple[str, ...] = ()) -> Partition:

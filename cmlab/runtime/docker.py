@@ -39,6 +39,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount, Ulimit
 from cmlab.engines.base import ContainerSpec, FileSpec
 from cmlab.errors import FaultError, LabError
 from cmlab.progress import log
+from cmlab.runtime.capabilities import daemon_hard_limit
 from cmlab.runtime.helper import HelperRunner, Runner, create_helper, helper_name
 from cmlab.runtime.http import HttpGetter
 from cmlab.runtime.netns import ContainerNetns, local_addresses
@@ -73,23 +74,6 @@ class Removed:
     @property
     def total(self) -> int:
         return self.containers + self.networks + self.volumes + self.loop_devices
-
-
-def daemon_hard_limit(name: str) -> int | None:
-    """The Docker daemon's hard limit for ``name`` (``nofile`` only), which a
-    container cannot exceed; None when it cannot be read (not on this host)."""
-    if name != "nofile":
-        return None
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() != "dockerd":
-                continue
-            for line in (comm.parent / "limits").read_text().splitlines():
-                if line.startswith("Max open files"):
-                    return int(line.split()[4])
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
 
 
 def _ulimits(spec: ContainerSpec, container: str) -> list[Ulimit] | None:

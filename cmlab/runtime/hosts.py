@@ -27,7 +27,7 @@ from cmlab.progress import Progress, Quiet
 from cmlab.topology.plan import HostPlan, LabPlan
 
 if TYPE_CHECKING:
-    from cmlab.faults.host import Capability
+    from cmlab.runtime.capabilities import Capability
     from cmlab.runtime.helper import Runner
 
 #: Seconds of a request to a host's Docker Engine.
@@ -213,7 +213,7 @@ def host_report(clients: HostClients, runner_of: Callable[[str], "Runner | None"
 
     :param runner_of: the lab's helper runner of a host (None: no helper there).
     """
-    from cmlab.faults.host import PROBED, Capability, remote_probe
+    from cmlab.runtime.capabilities import PROBED, Capability, remote_probe
 
     out: dict[str, list[Capability]] = {}
     members: set[str] | None = None

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
 from cmlab.history import is_client_writer
-from cmlab.faults.nemesis import BUILDERS, Applied, Nemesis, VipFlap
+from cmlab.faults.nemesis import Applied, Nemesis, VipFlap
 from cmlab.scenarios.compose import Planned
 from cmlab.topology.schema import Role
 from cmlab.wait import wait_for
 
 if TYPE_CHECKING:
-    from cmlab.api import Lab
+    from cmlab.lab import Lab
     from cmlab.probes.probeset import ProbeSet
 
 #: Writes through a VIP must flow for this long, seconds, to count as resumed.
@@ -132,7 +132,7 @@ class ScheduleRunner:
 
     def _fault(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
         kwargs = {k: v for k, v in args.items() if k != "kind"}
-        fault = BUILDERS[args["kind"]](self.nemesis, **kwargs)
+        fault = self.nemesis.build(args["kind"], **kwargs)
         self.last_fault = self.nemesis.apply(fault)
         self.t_effect = self.last_fault.t_effect
         self.faults_applied += 1

@@ -23,7 +23,6 @@ random choices they make are drawn from the run's seed
 
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -57,33 +56,26 @@ class _Step(BaseModel):
 
 
 class FaultStep(_Step):
-    """Apply a fault: ``fault`` is a nemesis builder (``crash``, ``isolate``,
-    ``split-azs``...); the other keys are its arguments (``target``, ``process``,
-    ``percent``...)."""
+    """Apply a fault: ``fault`` is a kind of :data:`cmlab.faults.kinds.KINDS`
+    (``crash``, ``isolate``, ``split-azs``...); the other keys are its
+    arguments (``target``, ``process``, ``percent``...), checked against it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     fault: str
 
     @model_validator(mode="after")
     def _arguments(self) -> "FaultStep":
-        from cmlab.faults.nemesis import BUILDERS  # the faults' modules import pyroute2: only when a file is checked
-
-        builder = BUILDERS.get(self.fault)
-        if builder is None:
-            raise ValueError(f"unknown fault '{self.fault}' (faults: {', '.join(BUILDERS)})")
-        params = [p for p in inspect.signature(builder).parameters.values() if p.name != "self"]
-        try:
-            inspect.signature(builder).bind(None, **self.arguments())
-        except TypeError:
-            wanted = ", ".join(p.name.replace("_", "-") + ("" if p.default is inspect.Parameter.empty else "?")
-                               for p in params)
-            raise ValueError(f"fault '{self.fault}' takes {wanted or 'no arguments'} "
-                             f"(? optional); got {', '.join(self.model_extra or {}) or 'none'}") from None
+        self.arguments()  # raises ValueError: an unknown kind or argument, a missing one, a wrong type
         return self
 
     def arguments(self) -> dict[str, Any]:
-        """The builder's keyword arguments (dashes made underscores)."""
-        return {k.replace("-", "_"): v for k, v in (self.model_extra or {}).items()}
+        """The builder's keyword arguments, typed (dashes made underscores).
+
+        :raises ValueError: see :meth:`cmlab.faults.kinds.FaultKind.check`.
+        """
+        from cmlab.faults import kinds
+
+        return kinds.get(self.fault).check(dict(self.model_extra or {}))
 
 
 class HealStep(_Step):

@@ -13,12 +13,24 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 #: Lab, AZ, node and VIP names become container names, hostnames and
 #: network names, so they are short DNS labels.
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,19}$")]
 NAME_HINT = "a name starts with a lowercase letter and has at most 20 of a-z, 0-9 and '-'"
+
+
+def _written_as_text(value: Any) -> Any:
+    """Addresses and subnets are written as text: pydantic would take the
+    number 5 (or ``true``) for 0.0.0.5, which no one meant."""
+    if not isinstance(value, (str, IPv4Address, IPv4Network)):
+        raise ValueError(f"write it as text, like 10.213.10.11 or 10.213.10.0/24, not {value!r}")
+    return value
+
+
+Address = Annotated[IPv4Address, BeforeValidator(_written_as_text)]
+Subnet = Annotated[IPv4Network, BeforeValidator(_written_as_text)]
 
 
 class Role(StrEnum):
@@ -39,7 +51,7 @@ class AzSpec(_Strict):
     """An availability zone: one L2 network."""
 
     name: Name
-    subnet: IPv4Network | None = Field(
+    subnet: Subnet | None = Field(
         default=None, description="IPv4 subnet of the AZ network; allocated from a free pool when omitted"
     )
     priority: int = Field(default=1, ge=1, description="AZ priority (CM's azPriority); lower is preferred")
@@ -51,7 +63,7 @@ class NodeSpec(_Strict):
     name: Name
     az: Name
     roles: list[Role] = Field(default_factory=lambda: [Role.database, Role.quorum], min_length=1)
-    address: IPv4Address | None = Field(default=None, description="static address; allocated in the AZ subnet when omitted")
+    address: Address | None = Field(default=None, description="static address; allocated in the AZ subnet when omitted")
     host: Name | None = Field(
         default=None, description="the host (of `hosts:`) the node's container runs on; default: its AZ's host "
                                   "(AZs are spread over the hosts, one AZ a host where possible)")
@@ -83,7 +95,7 @@ class VipSpec(_Strict):
 
     name: Name | None = Field(default=None, description="defaults to vip-<az>")
     az: Name
-    address: IPv4Address | None = Field(
+    address: Address | None = Field(
         default=None, description="an address of the AZ subnet that no node uses; allocated when omitted"
     )
 

@@ -8,7 +8,7 @@ import pytest
 
 from cmlab.api import Lab
 from cmlab.errors import FaultError
-from cmlab.faults.host import capabilities
+from cmlab.runtime.capabilities import capabilities
 
 pytestmark = pytest.mark.docker
 

@@ -16,7 +16,7 @@ import pytest
 
 from cmlab.api import Lab
 from cmlab.checkers.assertions import assert_failover, assert_no_lost_writes, assert_no_split_brain, assert_rto_under
-from cmlab.faults.host import capabilities
+from cmlab.runtime.capabilities import capabilities
 from cmlab.scenarios import get
 from cmlab.topology.schema import Role
 from cmlab.trials import run_scenario

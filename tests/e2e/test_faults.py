@@ -14,7 +14,7 @@ import pytest
 
 from cmlab.api import Lab
 from cmlab.errors import FaultError, Unsupported
-from cmlab.faults.host import capabilities
+from cmlab.runtime.capabilities import capabilities
 from cmlab.runtime.netns import ContainerNetns, host_rtnl
 from cmlab.faults.network import QDISC_HANDLE, chains
 from cmlab.faults.process import processes

@@ -26,7 +26,7 @@ from cmlab.api import Lab
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.errors import LabError
-from cmlab.runtime.docker import daemon_hard_limit
+from cmlab.runtime.capabilities import daemon_hard_limit
 from cmlab.wait import wait_for
 
 from .conftest import ROOT, assert_lab_gone

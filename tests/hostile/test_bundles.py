@@ -19,6 +19,7 @@ import yaml
 
 from cmlab import api
 from cmlab import replay as replay_mod
+from cmlab.images import tags as image_tags
 from cmlab.archive import MAX_BYTES, BundleRefused, unpack
 from cmlab.bundle import pack
 from cmlab.errors import CmlabError
@@ -280,11 +281,11 @@ def test_a_bundles_images_load_under_the_replays_own_tag_and_no_tag_here_moves(d
         lab = SimpleNamespace(client=docker_client, plan=SimpleNamespace(name="hostile-img"))
         tags = replay_mod.load_images(lab, review)
         assert docker_client.images.get(victim).id == before, "the bundle re-pointed a tag of this host"
-        assert tags == {evil: replay_mod.replay_tag("hostile-img", evil)}
+        assert tags == {evil: image_tags.replay_tag("hostile-img", evil)}
         assert docker_client.images.get(tags[evil]).id == evil
-        assert replay_mod.remove_replay_tags(docker_client, "hostile-img") == 1
+        assert image_tags.remove_replay_tags(docker_client, "hostile-img") == 1
     finally:
-        for tag in (victim, replay_mod.replay_tag("hostile-img", evil)):
+        for tag in (victim, image_tags.replay_tag("hostile-img", evil)):
             try:
                 docker_client.images.remove(tag, force=True)
             except Exception:  # noqa: BLE001 - already gone

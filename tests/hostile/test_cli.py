@@ -55,6 +55,15 @@ BAD: dict[str, list[list[str]]] = {
     "fault freeze": [["-l", NO_LAB, "pg1"]],
     "fault container": [["-l", NO_LAB, "explode", "pg1"]],
     "fault vip-remove": [["-l", NO_LAB]],
+    "fault crash": [["-l", NO_LAB, "pg1"], ["-l", NO_LAB]],
+    "fault pause": [["-l", NO_LAB, "pg1"]],
+    "fault stop": [["-l", NO_LAB, "pg1"]],
+    "fault restart": [["-l", NO_LAB, "pg1"]],
+    "fault shape": [["-l", NO_LAB, "nosuchshape"], ["-l", NO_LAB, "halves"]],
+    "fault split-azs": [["-l", NO_LAB], ["-l", NO_LAB, "az1", "--one-way"]],
+    "fault disk-readonly": [["-l", NO_LAB, "nodisk"]],
+    "fault disk-detach": [["-l", NO_LAB, "nodisk"]],
+    "fault disk-fill": [["-l", NO_LAB, "data"], ["-l", NO_LAB, "data", "--percent", "x"]],
     "fault vip-duplicate": [["-l", NO_LAB, "pg1"]],
     "fault vip-garp": [["-l", NO_LAB, "pg1"]],
     "fault vip-flap": [["-l", NO_LAB, "pg1", "--period", "x"]],
@@ -73,8 +82,11 @@ BAD: dict[str, list[list[str]]] = {
 
 
 def commands(group: click.Group = main, prefix: str = "") -> list[str]:
+    """Every command, the ones a group makes when asked (the fault kinds) and the hidden ones too."""
+    ctx = click.Context(group)
     out = []
-    for name, command in group.commands.items():
+    for name in sorted(set(group.list_commands(ctx)) | set(group.commands)):
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             out += commands(command, f"{prefix}{name} ")
         else:

@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from cmlab.engines.registry import default_registry
 from cmlab.errors import LabError
-from cmlab.faults.host import remote_probe
+from cmlab.runtime.capabilities import remote_probe
 from cmlab.probes.probeset import seeking_dsns
 from cmlab.probes.writer import Writer, _State
 from cmlab.runtime.docker import ACCESS_PORT_BASE, DockerNodeAccess, DockerRuntime, access_forwards

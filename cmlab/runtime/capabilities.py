@@ -1,4 +1,5 @@
-"""What this host can do, probed, never assumed (``cmlab doctor``).
+"""What this host can do, probed, never assumed (``cmlab doctor``; the
+faults check what they need here).
 
 Kernel features are probed in a scratch network namespace that is removed
 at once: a qdisc or nftables expression the kernel lacks fails there, not in
@@ -141,11 +142,27 @@ def capabilities() -> dict[str, Capability]:
     return {c.name: c for c in caps}
 
 
+def daemon_hard_limit(name: str) -> int | None:
+    """The Docker daemon's hard limit for ``name`` (``nofile`` only), which a
+    container cannot exceed; None when it cannot be read (not on this host)."""
+    if name != "nofile":
+        return None
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "dockerd":
+                continue
+            for line in (comm.parent / "limits").read_text().splitlines():
+                if line.startswith("Max open files"):
+                    return int(line.split()[4])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def _open_files() -> Capability:
     """The Docker daemon's cap on a container's open files, against what each
     engine's processes insist on (:attr:`Engine.open_files_wanted`)."""
     from cmlab.engines.registry import default_registry
-    from cmlab.runtime.docker import daemon_hard_limit
 
     cap = daemon_hard_limit("nofile")
     if cap is None:

@@ -39,6 +39,9 @@ class Arg:
     choices: tuple[str, ...] = ()
     #: A short CLI flag (``-p``).
     short: str | None = None
+    #: What it names in the lab, checked against it before a run: ``target``
+    #: (nodes, roles, shapes), ``az``, ``host``, ``disk`` or ``vip``; "" nothing.
+    refers: str = ""
 
     @property
     def key(self) -> str:
@@ -116,12 +119,13 @@ def _typed(kind: FaultKind, arg: Arg, value: Any) -> Any:
 
 
 def _target(help_: str = TARGET) -> Arg:
-    return Arg("target", help_, required=True, positional=True)
+    return Arg("target", help_, required=True, positional=True, refers="target")
 
 
 _PROCESS = Arg("process", "a duty (database, agent, arbiter, vip) or a process name", required=True, short="-p")
-_VIP = Arg("vip", "the VIP (default: the lab's only one, or the one of the primary's AZ)")
-_DISK = Arg("disk", "a disk of the topology's disks:", required=True, positional=True)
+_VIP = Arg("vip", "the VIP (default: the lab's only one, or the one of the primary's AZ)", refers="vip")
+_DISK = Arg("disk", "a disk of the topology's disks", required=True, positional=True, refers="disk")
+_NODE = Arg("node", "the node (a target that names one)", required=True, positional=True, refers="target")
 
 KINDS: tuple[FaultKind, ...] = (
     FaultKind("crash", "docker kill the target's containers (the host dies at once); heal starts them", (_target(),), "crash", fault="process:Crash"),
@@ -137,17 +141,17 @@ KINDS: tuple[FaultKind, ...] = (
         _target(),
         Arg("clients", "cut cmlab's clients (the probes) too", kind="bool", default=False)), "isolate", fault="network:Partition"),
     FaultKind("isolate-host", "a lab across hosts: cut every node of a host from the other hosts' nodes", (
-        Arg("host", "a host's name, or primary-host", required=True, positional=True),
+        Arg("host", "a host's name, or primary-host", required=True, positional=True, refers="host"),
         Arg("clients", "cut cmlab's clients (the probes) too", kind="bool", default=True)), "isolate_host", fault="network:Partition", seeded=False),
     FaultKind("cut", "cut the nodes of A from the nodes of B (e.g. arbiters databases)", (
-        Arg("a", TARGET, required=True, positional=True),
-        Arg("b", TARGET, required=True, positional=True),
+        Arg("a", TARGET, required=True, positional=True, refers="target"),
+        Arg("b", TARGET, required=True, positional=True, refers="target"),
         Arg("one_way", "drop only packets from A to B", kind="bool", default=False)), "cut", fault="network:Partition"),
     FaultKind("shape", "a partition of Jepsen's shapes across all nodes", (
         Arg("name", "the shape", required=True, positional=True, choices=("halves", "bridge", "majorities-ring")),), "shape", fault="network:Partition"),
     FaultKind("split-azs", "cut AZs from the other AZs at the router (an AZ: a name or primary-az)", (
-        Arg("a", "the AZs cut off", kind="list", required=True, positional=True),
-        Arg("b", "the AZs they are cut from (default: every other AZ)", kind="list"),
+        Arg("a", "the AZs cut off", kind="list", required=True, positional=True, refers="az"),
+        Arg("b", "the AZs they are cut from (default: every other AZ)", kind="list", refers="az"),
         Arg("one_way", "drop only traffic from A to B", kind="bool", default=False)), "split_azs", fault="network:AzPartition", seeded=False),
     FaultKind("gateway-loss", "cut the target from the router's own addresses (the gateway CM's two-node mode pings), "
               "the router still forwarding", (_target(),), "gateway_loss", fault="network:GatewayLoss"),
@@ -155,7 +159,7 @@ KINDS: tuple[FaultKind, ...] = (
         _target(),
         Arg("percent", "share of packets dropped, 0 to 100", kind="float", required=True),
         Arg("direction", "which packets", default="egress", choices=DIRECTIONS),
-        Arg("peers", "only packets to or from these targets")), "loss", fault="network:Loss"),
+        Arg("peers", "only packets to or from these targets", refers="target")), "loss", fault="network:Loss"),
     FaultKind("delay", "delay what the target sends (netem: unsupported where the kernel lacks it)", (
         _target(),
         Arg("ms", "delay, milliseconds", kind="float", required=True),
@@ -171,9 +175,9 @@ KINDS: tuple[FaultKind, ...] = (
         _DISK, Arg("percent", "how full, 0 to 100", kind="float", required=True)), "disk_fill", fault="disk:DiskFill", seeded=False),
     FaultKind("vip-remove", "take the VIP from whichever nodes hold it now", (_VIP,), "vip_remove", fault="vip:VipRemove", seeded=False),
     FaultKind("vip-duplicate", "add the VIP on a node too (a duplicate address)", (
-        Arg("node", "the node (a target that names one)", required=True, positional=True), _VIP), "vip_duplicate", fault="vip:VipDuplicate"),
+        _NODE, _VIP), "vip_duplicate", fault="vip:VipDuplicate"),
     FaultKind("vip-garp", "send gratuitous ARP saying the VIP is at a node", (
-        Arg("node", "the node (a target that names one)", required=True, positional=True), _VIP), "vip_garp", fault="vip:VipGarp"),
+        _NODE, _VIP), "vip_garp", fault="vip:VipGarp"),
 )
 
 BY_NAME: dict[str, FaultKind] = {k.name: k for k in KINDS}

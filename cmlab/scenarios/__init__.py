@@ -29,8 +29,7 @@ from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError, Issue, ScenarioError
 from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
-from cmlab.scenarios.schema import (STEP_DURATIONS, FaultStep, FlipFlopStep, OneOfStep, PrimaryInStep, RepeatStep,
-                                    ScenarioFile, SwitchoverStep, VipFlapStep, WaitStep)
+from cmlab.scenarios.schema import SETUP_VERBS, STEP_DURATIONS, ScenarioFile, WaitStep
 from cmlab.resources import package_dir
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 
 #: The built-in scenarios' files (installed with the package).
 SCENARIOS_DIR = package_dir("scenarios", "builtin")
-#: Steps a ``setup:`` may hold (before the probes: nothing there is measured).
-SETUP_VERBS = ("primary-in", "switchover", "sleep", "wait")
 
 
 @dataclass(frozen=True)
@@ -143,15 +140,12 @@ def _issues(exc: ValidationError) -> list[Issue]:
 
 
 def _walk(steps: list[Any], where: str):
+    """``(document path, step)`` of every step, the steps inside composition too."""
     for i, step in enumerate(steps):
         here = join_path(where, i)
         yield here, step
-        if isinstance(step, RepeatStep):
-            yield from _walk(step.steps, join_path(here, "steps"))
-        elif isinstance(step, OneOfStep):
-            yield from _walk(step.one_of, join_path(here, "one-of"))
-        elif isinstance(step, FlipFlopStep):
-            yield from _walk(step.flip_flop, join_path(here, "flip-flop"))
+        for key, inner in step.inner():
+            yield from _walk(inner, join_path(here, key))
 
 
 def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
@@ -160,7 +154,7 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
     steps = list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule"))
     for where, step in steps:
         verb = next(iter(step.model_dump(by_alias=True, exclude_unset=True)), "")
-        if where.startswith("setup") and verb not in SETUP_VERBS + ("repeat", "one-of", "flip-flop"):
+        if where.startswith("setup") and not step.in_setup:
             issues.append(Issue(where, f"'{verb}' cannot run in setup (before the probes start)",
                                 f"move it to schedule; setup holds {', '.join(SETUP_VERBS)}"))
         if where.startswith("setup") and isinstance(step, WaitStep) and step.wait == "writes-resumed":
@@ -172,14 +166,10 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
                                     "give expect.rto-under, or write the duration from the timing names"))
     if spec.expect.rto_under is not None and duration.RTO in duration.names_in(spec.expect.rto_under):
         issues.append(Issue("expect.rto-under", "cannot be written in terms of rto", "use the timing names"))
-    if not any(isinstance(step, (FaultStep, VipFlapStep)) for where, step in steps if where.startswith("schedule")):
+    if not any(step.disturbs for where, step in steps if where.startswith("schedule")):
         issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault (or VIP flap)",
                             "add a step such as {fault: crash, target: primary}"))
     return issues
-
-
-#: Fault arguments that name nodes (a target: ``pg1``, ``primary``, ``az:az2``...).
-_TARGET_ARGUMENTS = ("target", "a", "b", "peers", "node")
 
 
 def target_issues(spec: ScenarioFile, plan: "LabPlan") -> list[Issue]:
@@ -197,28 +187,18 @@ def target_issues(spec: ScenarioFile, plan: "LabPlan") -> list[Issue]:
         targets.check(str(value), plan)
 
     azs, hosts = [a.name for a in plan.azs], [h.name for h in plan.hosts]
+    #: What a step's field names (:attr:`_Step.refers`, :attr:`Arg.refers`) -> how it is checked.
+    checkers: dict[str, Callable[[Any], None]] = {
+        "target": node_target,
+        "az": lambda v: known(v, azs, ("primary-az",), "AZ"),
+        "primary-az": lambda v: known(v, azs, ("quorum-majority", "quorum-minority"), "AZ"),
+        "host": lambda v: known(v, hosts, ("primary-host",), "host"),
+        "disk": lambda v: known(v, [d.name for d in plan.disks], (), "disk"),
+        "vip": lambda v: known(v, [x.name for x in plan.vips], (), "VIP"),
+    }
     issues = []
     for where, step in list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule")):
-        checks: list[tuple[str, Any, Callable[[Any], None]]] = []  # (key, value, check)
-        if isinstance(step, FaultStep):
-            args = step.arguments()
-            for key, value in args.items():
-                if step.fault == "split-azs" and key in ("a", "b"):
-                    checks.append((key, value, lambda v: known(v, azs, ("primary-az",), "AZ")))
-                elif step.fault == "isolate-host" and key == "host":
-                    checks.append((key, value, lambda v: known(v, hosts, ("primary-host",), "host")))
-                elif key in _TARGET_ARGUMENTS:
-                    checks.append((key, value, node_target))
-                elif key == "disk":
-                    checks.append((key, value, lambda v: known(v, [d.name for d in plan.disks], (), "disk")))
-                elif key == "vip" and value is not None:
-                    checks.append((key, value, lambda v: known(v, [x.name for x in plan.vips], (), "VIP")))
-        elif isinstance(step, SwitchoverStep):
-            checks.append(("switchover", step.switchover, node_target))
-        elif isinstance(step, VipFlapStep):
-            checks.append(("vip-flap", step.vip_flap, node_target))
-        elif isinstance(step, PrimaryInStep):
-            checks.append(("primary-in", step.primary_in, lambda v: known(v, azs, ("quorum-majority", "quorum-minority"), "AZ")))
+        checks = [(key, value, checkers[what]) for key, what, value in step.references()]
         for key, value, check in checks:
             if value is None:
                 continue

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmlab.scenarios import duration
-from cmlab.scenarios.schema import (FaultStep, FlipFlopStep, HealStep, OneOfStep, PrimaryInStep, RepeatStep,
-                                    SleepStep, SwitchoverStep, VipFlapStep, WaitStep)
 
 #: Upper bound on the steps one trial may unroll to (a repeat of repeats).
 MAX_STEPS = 10_000
@@ -28,7 +26,7 @@ MAX_STEPS = 10_000
 class Planned:
     """One concrete step.
 
-    :param verb: fault, vip-flap, heal, wait, sleep, switchover or primary-in.
+    :param verb: a verb a step emits (:attr:`_Step.emits`): fault, vip-flap, heal, wait, sleep, switchover, primary-in.
     :param args: its arguments; durations in seconds (keys ending ``_s``).
     :param origin: where it comes from in the file (``schedule[3].steps[0]``).
     """
@@ -68,42 +66,12 @@ def _sec(value: Any, env: Mapping[str, float], origin: str) -> float:
 
 
 def _one(step: Any, env: Mapping[str, float], rng: random.Random, origin: str, out: list[Planned]) -> None:
+    """Append the concrete steps of ``step`` (each kind says how: :meth:`_Step.unroll`)."""
     if len(out) > MAX_STEPS:
         raise ValueError(f"{origin}: the schedule unrolls to more than {MAX_STEPS} steps")
-    if isinstance(step, FaultStep):
-        out.append(Planned("fault", {"kind": step.fault, **step.arguments()}, origin))
-    elif isinstance(step, HealStep):
-        out.append(Planned("heal", {}, origin))
-    elif isinstance(step, WaitStep):
-        out.append(Planned("wait", {"until": step.wait, "at_least_s": _sec(step.at_least, env, origin),
-                                    "deadline_s": _sec(step.deadline, env, origin), "on_timeout": step.on_timeout},
-                           origin))
-    elif isinstance(step, SleepStep):
-        if step.sleep is not None:
-            out.append(Planned("sleep", {"seconds": _sec(step.sleep, env, origin)}, origin))
-        else:
-            out.append(Planned("sleep", {"seconds": round(rng.uniform(0, 2 * _sec(step.stagger, env, origin)), 3)},
-                               origin))
-    elif isinstance(step, VipFlapStep):
-        out.append(Planned("vip-flap", {"node": step.vip_flap, "vip": step.vip, "period_s": _sec(step.period, env, origin),
-                                        "duration_s": _sec(step.duration, env, origin)}, origin))
-    elif isinstance(step, SwitchoverStep):
-        out.append(Planned("switchover", {"target": step.switchover}, origin))
-    elif isinstance(step, PrimaryInStep):
-        out.append(Planned("primary-in", {"az": step.primary_in}, origin))
-    elif isinstance(step, RepeatStep):
-        for n in range(step.repeat):
-            for i, inner in enumerate(step.steps):
-                _one(inner, env, rng, f"{origin}.steps[{i}]#{n + 1}", out)
-    elif isinstance(step, OneOfStep):
-        i = rng.randrange(len(step.one_of))
-        _one(step.one_of[i], env, rng, f"{origin}.one-of[{i}]", out)
-    elif isinstance(step, FlipFlopStep):
-        stagger = _sec(step.stagger, env, origin)
-        for n in range(step.times):
-            for i, inner in enumerate(step.flip_flop):
-                _one(inner, env, rng, f"{origin}.flip-flop[{i}]#{n + 1}", out)
-                if stagger:
-                    out.append(Planned("sleep", {"seconds": round(rng.uniform(0, 2 * stagger), 3)}, f"{origin}.stagger"))
-    else:  # pragma: no cover - the schema admits no other step
-        raise TypeError(f"{origin}: not a step: {step!r}")
+
+    def emit(verb: str, args: dict[str, Any], suffix: str = "") -> None:
+        out.append(Planned(verb, args, origin + suffix))
+
+    step.unroll(lambda value: _sec(value, env, origin), rng, emit,
+                lambda inner, suffix: _one(inner, env, rng, origin + suffix, out))

@@ -127,8 +127,7 @@ class ScheduleRunner:
     # ---- the verbs ---------------------------------------------------------------------------
 
     def _do(self, step: Planned, t_start: float) -> dict[str, Any]:
-        verb = getattr(self, "_" + step.verb.replace("-", "_"))
-        return verb(step.args, t_start)
+        return self.RUNS[step.verb](self, step.args, t_start)
 
     def _fault(self, args: dict[str, Any], t_start: float) -> dict[str, Any]:
         kwargs = {k: v for k, v in args.items() if k != "kind"}
@@ -185,6 +184,12 @@ class ScheduleRunner:
                 raise CmlabError(f"wait: {exc}") from None
             return {"outcome": "timeout"}  # measured as it is: the metrics say what happened
         return {"outcome": "met"}
+
+    #: How each concrete verb runs (every verb a step emits: :attr:`cmlab.scenarios.schema._Step.emits`).
+    RUNS: dict[str, Callable[["ScheduleRunner", dict[str, Any], float], dict[str, Any]]] = {
+        "fault": _fault, "vip-flap": _vip_flap, "heal": _heal, "sleep": _sleep, "switchover": _switchover,
+        "primary-in": _primary_in, "wait": _wait,
+    }
 
     def _condition(self, until: str) -> tuple[Callable[[float], bool], float]:
         """The predicate of a ``wait`` (given the time it counts from) and its poll period, seconds."""

@@ -23,7 +23,9 @@ random choices they make are drawn from the run's seed
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import random
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -41,18 +43,49 @@ Duration = Annotated[float | str, Field(description="seconds: a number, or an ex
 CONDITIONS = ("writes-resumed", "primary-changed", "vip-moved", "fault-in-effect", "ready")
 
 
-#: The duration fields of steps (their Python names); the file's own are ``expect.rto-under`` and ``time-limit``.
-STEP_DURATIONS = ("at_least", "deadline", "sleep", "stagger", "period", "duration")
-
-
 def _check_duration(value: Any) -> Any:
     if value is not None:
         duration.names_in(value)
     return value
 
 
+#: How a step makes its concrete steps (see :meth:`_Step.unroll`): the seconds of
+#: a duration; emit a concrete step ``(verb, args[, origin suffix])``; unroll an
+#: inner step ``(step, origin suffix)``.
+Seconds = Callable[[Any], float]
+Emit = Callable[..., None]
+Again = Callable[["_Step", str], None]
+
+
 class _Step(BaseModel):
+    """A kind of step: one entry, which the schema, the checks, the
+    composition (:mod:`.compose`) and the runner (:mod:`.schedule`) read."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    #: The keys that make a mapping this kind of step (its verbs).
+    keys: ClassVar[tuple[str, ...]]
+    #: The concrete verbs it unrolls to (the runner has one for each); none for composition.
+    emits: ClassVar[tuple[str, ...]] = ()
+    #: Whether it may be in ``setup`` (before the probes start).
+    in_setup: ClassVar[bool] = False
+    #: Its duration fields (Python names), each checked and evaluated with the lab's timing.
+    durations: ClassVar[tuple[str, ...]] = ()
+    #: Whether it disturbs the cluster: a trial is measured from the first such step.
+    disturbs: ClassVar[bool] = False
+    #: Its fields that name something in the lab, and what (see :attr:`cmlab.faults.kinds.Arg.refers`).
+    refers: ClassVar[dict[str, str]] = {}
+
+    def references(self) -> list[tuple[str, str, Any]]:
+        """``(key in the file, what it names, value)`` of each field that names something in the lab."""
+        return [(self.model_fields[f].alias or f, what, getattr(self, f)) for f, what in self.refers.items()]
+
+    def inner(self) -> list[tuple[str, list["_Step"]]]:
+        """The steps it holds, by key (composition); none by default."""
+        return []
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        """Its concrete steps for one trial, in order (random choices from ``rng``)."""
+        raise NotImplementedError
 
 
 class FaultStep(_Step):
@@ -61,6 +94,9 @@ class FaultStep(_Step):
     arguments (``target``, ``process``, ``percent``...), checked against it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    keys = ("fault",)
+    emits = ("fault",)
+    disturbs = True
     fault: str
 
     @model_validator(mode="after")
@@ -77,11 +113,26 @@ class FaultStep(_Step):
 
         return kinds.get(self.fault).check(dict(self.model_extra or {}))
 
+    def references(self) -> list[tuple[str, str, Any]]:
+        from cmlab.faults import kinds
+
+        kind = kinds.get(self.fault)
+        return [(name.replace("_", "-"), arg.refers, value) for name, value in self.arguments().items()
+                if (arg := kind.arg(name)) is not None and arg.refers]
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("fault", {"kind": self.fault, **self.arguments()})
+
 
 class HealStep(_Step):
     """Undo every active fault (``heal: all``; the bare word ``heal`` too)."""
 
+    keys = ("heal",)
+    emits = ("heal",)
     heal: Literal["all"] = "all"
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("heal", {})
 
 
 class WaitStep(_Step):
@@ -90,6 +141,10 @@ class WaitStep(_Step):
     ``deadline`` seconds after the step began. On the deadline: ``continue``
     (the trial measures what happened) or ``fail`` (the trial stops with an error)."""
 
+    keys = ("wait",)
+    emits = ("wait",)
+    in_setup = True
+    durations = ("at_least", "deadline")
     wait: Literal[CONDITIONS]  # type: ignore[valid-type]
     at_least: Duration = Field(0.0, alias="at-least")
     deadline: Duration
@@ -97,15 +152,27 @@ class WaitStep(_Step):
 
     _durations = field_validator("at_least", "deadline")(classmethod(lambda cls, v: _check_duration(v)))
 
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("wait", {"until": self.wait, "at_least_s": sec(self.at_least), "deadline_s": sec(self.deadline),
+                      "on_timeout": self.on_timeout})
+
 
 class SleepStep(_Step):
     """Do nothing for ``sleep`` seconds, or for a random time in [0, 2 x ``stagger``]
     seconds drawn from the seed (Jepsen's stagger)."""
 
+    keys = ("sleep", "stagger")
+    emits = ("sleep",)
+    in_setup = True
+    durations = ("sleep", "stagger")
     sleep: Duration | None = None
     stagger: Duration | None = None
 
     _durations = field_validator("sleep", "stagger")(classmethod(lambda cls, v: _check_duration(v)))
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        seconds = sec(self.sleep) if self.sleep is not None else round(rng.uniform(0, 2 * sec(self.stagger)), 3)
+        emit("sleep", {"seconds": seconds})
 
     @model_validator(mode="after")
     def _one(self) -> "SleepStep":
@@ -120,6 +187,11 @@ class VipFlapStep(_Step):
     while the next steps run (``cmlab fault vip-flap``). A heal, or the end of
     the schedule, stops it and leaves the VIP as it was."""
 
+    keys = ("vip-flap",)
+    emits = ("vip-flap",)
+    refers = {"vip_flap": "target", "vip": "vip"}
+    durations = ("period", "duration")
+    disturbs = True
     vip_flap: str = Field(alias="vip-flap")
     vip: str | None = None
     period: Duration = 0.5
@@ -127,13 +199,24 @@ class VipFlapStep(_Step):
 
     _durations = field_validator("period", "duration")(classmethod(lambda cls, v: _check_duration(v)))
 
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("vip-flap", {"node": self.vip_flap, "vip": self.vip, "period_s": sec(self.period),
+                          "duration_s": sec(self.duration)})
+
 
 class SwitchoverStep(_Step):
     """Ask the manager for a switchover to the first database node of the
     target (a fault target: ``sync-standby``, ``az:az2``, ``pg2``) that is not
     the primary."""
 
+    keys = ("switchover",)
+    emits = ("switchover",)
+    refers = {"switchover": "target"}
+    in_setup = True
     switchover: str
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("switchover", {"target": self.switchover})
 
 
 class PrimaryInStep(_Step):
@@ -141,39 +224,82 @@ class PrimaryInStep(_Step):
     name, ``quorum-majority`` (the AZ with the most quorum members) or
     ``quorum-minority``."""
 
+    keys = ("primary-in",)
+    emits = ("primary-in",)
+    refers = {"primary_in": "primary-az"}
+    in_setup = True
     primary_in: str = Field(alias="primary-in")
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        emit("primary-in", {"az": self.primary_in})
 
 
 class RepeatStep(_Step):
     """The steps, ``repeat`` times over."""
 
+    keys = ("repeat",)
+    in_setup = True
     repeat: int = Field(ge=1, le=1000)
     steps: list["Step"] = Field(min_length=1)
+
+    def inner(self) -> list[tuple[str, list[_Step]]]:
+        return [("steps", self.steps)]
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        for n in range(self.repeat):
+            for i, step in enumerate(self.steps):
+                again(step, f".steps[{i}]#{n + 1}")
 
 
 class OneOfStep(_Step):
     """One of the steps, chosen at random from the seed."""
 
+    keys = ("one-of",)
+    in_setup = True
     one_of: list["Step"] = Field(alias="one-of", min_length=2)
+
+    def inner(self) -> list[tuple[str, list[_Step]]]:
+        return [("one-of", self.one_of)]
+
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        i = rng.randrange(len(self.one_of))
+        again(self.one_of[i], f".one-of[{i}]")
 
 
 class FlipFlopStep(_Step):
     """Jepsen's flip-flop: the first step, then the second, ``times`` times over,
     with a stagger (random sleep in [0, 2 x ``stagger``] seconds) after each."""
 
+    keys = ("flip-flop",)
+    in_setup = True
+    durations = ("stagger",)
     flip_flop: list["Step"] = Field(alias="flip-flop", min_length=2, max_length=2)
     times: int = Field(ge=1, le=1000)
     stagger: Duration = 0.0
 
     _durations = field_validator("stagger")(classmethod(lambda cls, v: _check_duration(v)))
 
+    def inner(self) -> list[tuple[str, list[_Step]]]:
+        return [("flip-flop", self.flip_flop)]
 
+    def unroll(self, sec: Seconds, rng: random.Random, emit: Emit, again: Again) -> None:
+        stagger = sec(self.stagger)
+        for n in range(self.times):
+            for i, step in enumerate(self.flip_flop):
+                again(step, f".flip-flop[{i}]#{n + 1}")
+                if stagger:
+                    emit("sleep", {"seconds": round(rng.uniform(0, 2 * stagger), 3)}, ".stagger")
+
+
+#: Every kind of step, one entry each.
+STEPS: tuple[type[_Step], ...] = (FaultStep, HealStep, WaitStep, SleepStep, VipFlapStep, SwitchoverStep, PrimaryInStep,
+                                  RepeatStep, OneOfStep, FlipFlopStep)
 #: The verb key of each kind of step, and its model.
-VERBS: dict[str, type[_Step]] = {
-    "fault": FaultStep, "heal": HealStep, "wait": WaitStep, "sleep": SleepStep, "stagger": SleepStep,
-    "vip-flap": VipFlapStep, "switchover": SwitchoverStep, "primary-in": PrimaryInStep, "repeat": RepeatStep, "one-of": OneOfStep,
-    "flip-flop": FlipFlopStep,
-}
+VERBS: dict[str, type[_Step]] = {key: model for model in STEPS for key in model.keys}
+#: The duration fields of steps (their Python names); the file's own are ``expect.rto-under`` and ``time-limit``.
+STEP_DURATIONS = tuple(dict.fromkeys(d for model in STEPS for d in model.durations))
+#: The verbs ``setup`` may hold.
+SETUP_VERBS = tuple(model.keys[0] for model in STEPS if model.in_setup)
 _TAGS = {model: model.__name__ for model in VERBS.values()}
 
 

@@ -354,3 +354,18 @@ def test_vip_churn_runs_beside_the_next_steps_and_a_heal_stops_it():
     assert [kind for kind, _ in nemesis.log] == ["flap", "flap-stopped", "heal", "flap", "flap-stopped"]
     assert nemesis.log[0][1] == f"{lab.primary} every 0.1 s for 5.0 s"
     assert timeline[2]["vip_flap_toggles"] == [3] and timeline[0]["outcome"] == "started"
+
+
+def test_every_kind_of_step_is_one_entry_that_the_checks_the_composition_and_the_runner_know():
+    from cmlab.scenarios.schedule import ScheduleRunner
+    from cmlab.scenarios.schema import SETUP_VERBS, STEPS, VERBS
+
+    emitted = {verb for model in STEPS for verb in model.emits}
+    assert emitted == set(ScheduleRunner.RUNS), "a verb a step emits has no runner, or a runner no step emits"
+    assert set(VERBS) == {key for model in STEPS for key in model.keys}
+    assert {"wait", "sleep", "switchover", "primary-in"} <= set(SETUP_VERBS) and "fault" not in SETUP_VERBS
+    for model in STEPS:
+        from cmlab.scenarios.schema import _Step
+
+        assert model.unroll is not _Step.unroll, f"{model.__name__} does not say how it unrolls"
+        assert set(model.durations) <= set(model.model_fields), f"{model.__name__}: a duration that is no field"

@@ -16,6 +16,7 @@ plugin to it)::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,12 +143,22 @@ def scenario(name_or_file: str) -> Scenario:
 
 
 def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cadence: Cadence | None = None,
-        seed: int | None = None, directory: Path | None = None) -> Run:
+        seed: int | None = None, directory: Path | None = None,
+        on_trial: Callable[[Any, int], None] | None = None) -> Run:
     """Run ``trials`` trials of ``scenario`` on ``lab`` and write the reports
     (see :mod:`cmlab.trials`). ``cadence`` None: the scenario's workload;
-    ``seed`` None: a random seed, recorded in the run."""
+    ``seed`` None: a random seed, recorded in the run; ``on_trial(trial, n)``
+    is called as each trial ends."""
     from cmlab.trials import run_scenario
-    return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed)
+    return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed, on_trial)
+
+
+def trial_row(metrics: Any) -> dict[str, Any]:
+    """A trial's metrics as its table row: column -> value as the report shows
+    it (a list by its length), in the metric registry's order (:data:`cmlab.checkers.metrics.METRICS`)."""
+    from cmlab.checkers.metrics import METRICS
+    values = metrics.to_json()
+    return {m.column: m.brief(values.get(m.name)) for m in METRICS if m.column}
 
 
 def cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | None = None,

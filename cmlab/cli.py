@@ -585,13 +585,16 @@ def check_scenario(scenario: str) -> None:
 @click.option("--write-ms", type=float, help="Writers' cadence, milliseconds [default: the scenario's workload, or 20].")
 @click.option("--fast-ms", type=float, help="Leader and VIP observers' cadence, milliseconds [default: the scenario's, or 20].")
 @click.option("--role-ms", type=float, help="Role observers' cadence, milliseconds [default: the scenario's, or 200].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's report (report.json) as one JSON document, nothing else.")
 @click.argument("scenario")
 @_friendly
 def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: float | None, fast_ms: float | None,
-        role_ms: float | None, scenario: str) -> None:
+        role_ms: float | None, as_json: bool, scenario: str) -> None:
     """Run a failover SCENARIO (a built-in name or a scenario file) on a lab, N
-    times; print the summary and where the reports are. Slower cadences cost
-    the probes less CPU and lower the resolution (reported)."""
+    times; print each trial's row as it ends, the summary and where the
+    reports are. Slower cadences cost the probes less CPU and lower the
+    resolution (reported). Exit 0: every promise kept; 1: a promise broken;
+    2: the run could not be made (bad input, a lab not ready, a trial that failed)."""
     sc = api.scenario(scenario)
     cadence = api.cadence(sc, write_ms, fast_ms, role_ms)
     if sc.spec.sweep:
@@ -609,9 +612,25 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
         if not swept.passed:
             raise SystemExit(1)
         return
-    result = api.run(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence, seed=seed)
-    _print_run(json.loads((result.directory / "report.json").read_text()))
-    out.print(f"seed {result.seed}; reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
+    def trial_ended(trial: Any, n: int) -> None:
+        row = api.trial_row(trial.metrics)
+        cells = ", ".join(f"{k} {_cell(v)}" for k, v in row.items() if v is not None)
+        out.print(f"trial {trial.index}/{n}: {escape(cells)}", highlight=False)
+
+    try:
+        result = api.run(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence, seed=seed,
+                         on_trial=None if as_json else trial_ended)
+    except CmlabError as exc:  # could not run: 2, apart from a broken promise's 1
+        _error(str(exc))
+        raise SystemExit(2) from None
+    doc = json.loads((result.directory / "report.json").read_text())
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        _print_run(doc)
+        out.print(f"seed {result.seed}; reports: {result.directory}/report.html (and report.json, junit.xml, trial-*/timeline.png)")
+    if not doc["passed"]:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -692,6 +711,11 @@ def report(run_dir: str) -> None:
     doc = api.rerender(Path(run_dir))
     _print_run(doc)
     out.print(f"reports: {run_dir}/report.html")
+
+
+def _cell(value: Any) -> str:
+    """A trial's value as one line shows it: seconds to the millisecond."""
+    return f"{value:.3f} s" if isinstance(value, float) else str(value)
 
 
 def _print_run(doc: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -182,13 +183,16 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
 
 
 def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = False,
-                 cadence: Cadence | None = None, directory: Path | None = None, seed: int | None = None) -> Run:
+                 cadence: Cadence | None = None, directory: Path | None = None, seed: int | None = None,
+                 on_trial: Callable[[Trial, int], None] | None = None) -> Run:
     """Run ``trials`` trials, on the same lab (default) or on a fresh one each
     time (``fresh``: down, and an ``up --fresh`` that initialises the cluster,
     between trials), and write the reports.
 
     :param cadence: the probes' cadence; None: the scenario's ``workload``.
     :param seed: the seed of every random choice; None: a random one (recorded in ``run.json``).
+    :param on_trial: called with each trial and the number of trials as soon as the trial ends
+        (its reports written), to show progress.
     :returns: the run, with every trial's history and metrics.
     :raises ScenarioError: the scenario does not fit the lab (its durations with
         the lab's timing, its targets, its AZs): checked before the run
@@ -213,6 +217,8 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
                 lab.up(fresh=True)
             run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
             write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
+            if on_trial is not None:
+                on_trial(run.trials[-1], trials)
     finally:
         capture_run(lab, run.directory)  # the bundle: above all when a trial failed
     return run

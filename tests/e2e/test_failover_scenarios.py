@@ -33,7 +33,10 @@ def measured(lab: Lab, name: str, tmp_path) -> None:
     scenario = get(name)
     if not capabilities()["root"].ok:
         pytest.skip("the scenarios' faults need root")
-    run = run_scenario(lab, scenario, trials=1, directory=tmp_path / name)
+    ended: list[tuple[int, int]] = []
+    run = run_scenario(lab, scenario, trials=1, directory=tmp_path / name,
+                       on_trial=lambda t, n: ended.append((t.index, n)))
+    assert ended == [(1, 1)], "each trial is announced as it ends"
     trial = run.trials[0]
     m = trial.metrics
     fmt = lambda v: "-" if v is None else f"{v:.2f} s"  # noqa: E731

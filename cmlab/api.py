@@ -133,6 +133,31 @@ def scenarios() -> dict[str, Scenario]:
     return dict(SCENARIOS)
 
 
+def scenarios_for(lab_or_topology: str) -> dict[str, str]:
+    """Whether each built-in scenario fits a lab: ``name -> ""`` when it does,
+    else why not (its durations with the lab's timing, the targets, AZs,
+    hosts, disks and VIPs its steps name, its AZ count;
+    :meth:`Scenario.check_against`). ``lab_or_topology``: a topology file or
+    example (read without Docker), else the name of a running lab.
+
+    :raises TopologyError: the topology cannot be used. :raises LabError: no such lab.
+    """
+    from cmlab.errors import ScenarioError
+    from cmlab.scenarios import SCENARIOS
+
+    path = example_topology(lab_or_topology)
+    plan = validate(path) if path.is_file() else Lab.attach(lab_or_topology).plan
+    timing = default_registry().get(plan.engine).timing(plan)
+    out = {}
+    for name, sc in SCENARIOS.items():
+        try:
+            sc.check_against(plan, timing)
+            out[name] = ""
+        except ScenarioError as exc:
+            out[name] = "; ".join(i.message for i in exc.issues)
+    return out
+
+
 def scenario(name_or_file: str) -> Scenario:
     """A built-in scenario by name, or a scenario file by path.
 

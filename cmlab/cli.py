@@ -560,11 +560,19 @@ def heal(lab: str | None, key: str | None) -> None:
 
 
 @main.command()
+@click.option("--for", "for_lab", metavar="LAB|TOPOLOGY",
+              help="Mark which scenarios fit this lab (a running lab, a topology file or an example) and why the others do not.")
 @_friendly
-def scenarios() -> None:
+def scenarios(for_lab: str | None) -> None:
     """List the built-in failover scenarios (the files of scenarios/)."""
+    fits = api.scenarios_for(for_lab) if for_lab else {}
     for s in api.scenarios().values():
-        out.print(f"{s.name:28} {s.summary}")
+        if not for_lab:
+            out.print(f"{s.name:28} {s.summary}", markup=False, highlight=False)
+        elif not fits[s.name]:
+            out.print(f"{s.name:28} fits       {s.summary}", markup=False, highlight=False)
+        else:
+            out.print(f"{s.name:28} does not   {fits[s.name]}", markup=False, highlight=False)
 
 
 @main.command(name="check-scenario")

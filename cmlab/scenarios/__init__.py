@@ -172,6 +172,12 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
     return issues
 
 
+def _one_host(plan: "LabPlan", value: Any) -> None:
+    from cmlab.errors import FaultError
+
+    raise FaultError(f"lab {plan.name} runs on one host: '{value}' needs a lab across hosts (a topology with hosts:)")
+
+
 def target_issues(spec: ScenarioFile, plan: "LabPlan") -> list[Issue]:
     """Every node target, AZ, host, disk and VIP a step names, checked against
     ``plan`` (live roles such as ``primary`` are resolved when the step runs)."""
@@ -192,7 +198,7 @@ def target_issues(spec: ScenarioFile, plan: "LabPlan") -> list[Issue]:
         "target": node_target,
         "az": lambda v: known(v, azs, ("primary-az",), "AZ"),
         "primary-az": lambda v: known(v, azs, ("quorum-majority", "quorum-minority"), "AZ"),
-        "host": lambda v: known(v, hosts, ("primary-host",), "host"),
+        "host": lambda v: known(v, hosts, ("primary-host",), "host") if hosts else _one_host(plan, v),
         "disk": lambda v: known(v, [d.name for d in plan.disks], (), "disk"),
         "vip": lambda v: known(v, [x.name for x in plan.vips], (), "VIP"),
     }

@@ -77,7 +77,7 @@ class _Step(BaseModel):
 
     def references(self) -> list[tuple[str, str, Any]]:
         """``(key in the file, what it names, value)`` of each field that names something in the lab."""
-        return [(self.model_fields[f].alias or f, what, getattr(self, f)) for f, what in self.refers.items()]
+        return [(type(self).model_fields[f].alias or f, what, getattr(self, f)) for f, what in self.refers.items()]
 
     def inner(self) -> list[tuple[str, list["_Step"]]]:
         """The steps it holds, by key (composition); none by default."""

@@ -70,7 +70,7 @@ BAD: dict[str, list[list[str]]] = {
     "fault disk": [["-l", NO_LAB, "fill", "data"], ["-l", NO_LAB, "readonly", "nodisk"]],
     "faults": [["-l", NO_LAB]],
     "heal": [["-l", NO_LAB, "key"]],
-    "scenarios": [["extra"]],
+    "scenarios": [["extra"], ["--for", MISSING]],
     "check-scenario": [["nosuch"], [MISSING]],
     "run": [["-l", NO_LAB, "kill-primary"], ["kill-primary", "-n", "0"], ["kill-primary", "-n", "x"],
             ["-l", NO_LAB, MISSING]],

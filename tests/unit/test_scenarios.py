@@ -369,3 +369,18 @@ def test_every_kind_of_step_is_one_entry_that_the_checks_the_composition_and_the
 
         assert model.unroll is not _Step.unroll, f"{model.__name__} does not say how it unrolls"
         assert set(model.durations) <= set(model.model_fields), f"{model.__name__}: a duration that is no field"
+
+
+def test_scenarios_for_a_topology_say_which_fit_and_why_the_others_do_not():
+    from click.testing import CliRunner
+
+    from cmlab import api
+    from cmlab.cli import main
+
+    one_az, two_az = api.scenarios_for("quickstart"), api.scenarios_for("two-az")
+    assert one_az["kill-primary"] == "" and two_az["split-az-minority-primary"] == ""
+    assert "needs 2 AZs" in one_az["split-az-minority-primary"]
+    assert "unknown disk 'voting'" in one_az["voting-disk-detached"]
+    assert "needs a lab across hosts" in one_az["isolate-primary-host"]
+    out = CliRunner().invoke(main, ["scenarios", "--for", "quickstart"], terminal_width=200).output
+    assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("split-az-")] == ["does", "does"]

@@ -547,7 +547,7 @@ def to_repair(status: LabStatus) -> list[str]:
     not ready: the unhealthy ones and the standbys that stream nothing; when
     every node is fine, the primary (the fault is the cluster's)."""
     sick = [row.node for row in status.rows if not row.healthy or (
-        row.role not in (NodeRole.primary.value, NodeRole.arbiter.value) and row.lag_bytes is None)]
+        row.role not in (NodeRole.primary.value, NodeRole.quorum.value) and row.lag_bytes is None)]
     if sick or status.ready or not status.primary:
         return sick
     return [status.primary]

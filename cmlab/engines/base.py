@@ -48,9 +48,14 @@ class NodeRole(StrEnum):
     sync_standby = "sync standby"
     standby = "standby"
     cascade_standby = "cascade standby"
-    arbiter = "arbiter"  # a quorum-only node (etcd member, CMS without a DN)
+    quorum = "quorum"  # a quorum-only node (etcd member, CMS without a DN)
     unknown = "unknown"  # running, but the manager does not (yet) say
     down = "down"  # the container is not running
+
+    @classmethod
+    def _missing_(cls, value: object) -> "NodeRole | None":
+        # Histories and bundles written before the word changed say "arbiter".
+        return cls.quorum if value == "arbiter" else None
 
 
 @dataclass(frozen=True)
@@ -351,7 +356,7 @@ class Engine(ABC):
     #: The pydantic model of ``parameters:``; its defaults are the lab defaults.
     Parameters: ClassVar[type[BaseModel]]
     #: Process duty -> process name in the container, e.g.
-    #: ``{"database": "postgres", "agent": "patroni", "arbiter": "etcd"}``.
+    #: ``{"database": "postgres", "agent": "patroni", "quorum": "etcd"}``.
     processes: ClassVar[dict[str, str]]
     recipe: ClassVar[ImageRecipe]
     #: SQL expression with which a database node names itself in the probes' rows.

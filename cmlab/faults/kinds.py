@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The words a target may be (see :mod:`cmlab.faults.targets`).
-TARGET = "a target: a node, az:NAME, primary, standbys, sync-standby, arbiter-leader, one, minority... (`cmlab fault --help`)"
+TARGET = "a target: a node, az:NAME, primary, standbys, sync-standby, quorum-leader, one, minority... (`cmlab fault --help`)"
 DIRECTIONS = ("egress", "ingress", "both")
 
 
@@ -122,7 +122,7 @@ def _target(help_: str = TARGET) -> Arg:
     return Arg("target", help_, required=True, positional=True, refers="target")
 
 
-_PROCESS = Arg("process", "a duty (database, agent, arbiter, vip) or a process name", required=True, short="-p")
+_PROCESS = Arg("process", "a duty (database, agent, quorum, vip) or a process name", required=True, short="-p")
 _VIP = Arg("vip", "the VIP (default: the lab's only one, or the one of the primary's AZ)", refers="vip")
 _DISK = Arg("disk", "a disk of the topology's disks", required=True, positional=True, refers="disk")
 _NODE = Arg("node", "the node (a target that names one)", required=True, positional=True, refers="target")
@@ -143,7 +143,7 @@ KINDS: tuple[FaultKind, ...] = (
     FaultKind("isolate-host", "a lab across hosts: cut every node of a host from the other hosts' nodes", (
         Arg("host", "a host's name, or primary-host", required=True, positional=True, refers="host"),
         Arg("clients", "cut cmlab's clients (the probes) too", kind="bool", default=True)), "isolate_host", fault="network:Partition", seeded=False),
-    FaultKind("cut", "cut the nodes of A from the nodes of B (e.g. arbiters databases)", (
+    FaultKind("cut", "cut the nodes of A from the nodes of B (e.g. quorum databases)", (
         Arg("a", TARGET, required=True, positional=True, refers="target"),
         Arg("b", TARGET, required=True, positional=True, refers="target"),
         Arg("one_way", "drop only packets from A to B", kind="bool", default=False)), "cut", fault="network:Partition"),

@@ -3,7 +3,7 @@ state T), pause, stop, restart.
 
 Processes are found from the host (``docker top``, host PIDs) and signalled
 from the host, so the images need nothing. A process is named by its duty in
-the engine ("database", "agent", "arbiter", "vip": see
+the engine ("database", "agent", "quorum", "vip": see
 :attr:`cmlab.engines.base.Engine.processes`) or by its own name.
 """
 
@@ -44,6 +44,7 @@ def processes(ctx: FaultContext, node: str) -> list[Proc]:
 def process_name(ctx: FaultContext, process: str) -> str:
     """The process name for a duty or a name; raises when the engine has no such process."""
     known = ctx.engine.processes
+    process = current(process)
     if process in known:
         return known[process]
     if process in known.values():

@@ -5,10 +5,10 @@ A target is a comma-separated union of:
 * a node name (``pg1``);
 * ``az:<name>``: every node of that AZ;
 * a role, read from the live cluster: ``primary``, ``standbys`` (every
-  standby, sync or not), ``sync-standby``, ``arbiter-leader`` (the leader of
+  standby, sync or not), ``sync-standby``, ``quorum-leader`` (the leader of
   the quorum group: the etcd leader, the CMS primary), ``cascade-upstream``
   (the node each cascade standby streams from now);
-* a role from the topology: ``databases``, ``arbiters`` (nodes with role
+* a role from the topology: ``databases``, ``quorum`` (nodes with role
   quorum), ``all``;
 * a shape (Jepsen's): ``one`` (one node at random), ``minority``,
   ``majority`` (a random minority / majority of all nodes).
@@ -24,19 +24,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cmlab.errors import FaultError
+from cmlab.vocabulary import FORMER, current
 
 if TYPE_CHECKING:  # the CLI reads HELP at start-up: pydantic's models wait until a target is resolved
     from cmlab.engines.base import ClusterState
     from cmlab.topology.plan import LabPlan
 
-HELP = ("node names, az:<name>, primary, standbys, sync-standby, arbiter-leader, cascade-upstream, "
-        "databases, arbiters, all, one, minority, majority (comma-separated)")
+HELP = ("node names, az:<name>, primary, standbys, sync-standby, quorum-leader, cascade-upstream, "
+        "databases, quorum, all, one, minority, majority (comma-separated)")
 #: Words that need the live cluster's roles.
-LIVE = {"primary", "standbys", "sync-standby", "arbiter-leader", "cascade-upstream"}
+LIVE = {"primary", "standbys", "sync-standby", "quorum-leader", "cascade-upstream"}
 
 
 def needs_live_state(spec: str) -> bool:
-    return any(part.strip() in LIVE for part in spec.split(","))
+    return any(FORMER.get(part.strip(), part.strip()) in LIVE for part in spec.split(","))
 
 
 def resolve(
@@ -50,14 +51,14 @@ def resolve(
     """The node names ``spec`` designates, in topology order.
 
     :param state: the observed cluster, needed for live roles.
-    :param quorum_leader: returns the quorum leader's node name (for ``arbiter-leader``).
+    :param quorum_leader: returns the quorum leader's node name (for ``quorum-leader``).
     :param upstream: returns the node a standby streams from (for ``cascade-upstream``).
     :raises FaultError: an unknown word, or a role no node has now.
     """
     rng = rng or random.Random()
     names = [n.name for n in plan.nodes]
     chosen: set[str] = set()
-    for word in (w.strip() for w in spec.split(",")):
+    for word in (current(w.strip()) for w in spec.split(",")):
         if not word:
             continue
         chosen |= set(_one(word, plan, names, state, rng, quorum_leader, upstream))
@@ -73,7 +74,7 @@ def check(spec: str, plan: LabPlan) -> None:
     :raises FaultError: an unknown word, naming it and the words there are.
     """
     names = [n.name for n in plan.nodes]
-    words = [w.strip() for w in spec.split(",") if w.strip()]
+    words = [current(w.strip()) for w in spec.split(",") if w.strip()]
     if not words:
         raise FaultError(f"target '{spec}' designates no node (use {HELP})")
     for word in words:
@@ -98,7 +99,7 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
         return names
     if word == "databases":
         return [n.name for n in plan.nodes_with(Role.database)]
-    if word == "arbiters":
+    if word == "quorum":
         return [n.name for n in plan.nodes_with(Role.quorum)]
     if word in ("one", "minority", "majority"):
         size = {"one": 1, "minority": (len(names) - 1) // 2, "majority": len(names) // 2 + 1}[word]
@@ -106,10 +107,10 @@ def _one(word: str, plan: LabPlan, names: list[str], state: ClusterState | None,
             raise FaultError(f"a lab of {len(names)} node(s) has no {word}")
         return rng.sample(names, size)
     if word in LIVE:
-        if word == "arbiter-leader":
+        if word == "quorum-leader":
             leader = quorum_leader() if quorum_leader else None
             if leader is None:
-                raise FaultError("no arbiter leader can be seen now (is the quorum group up?)")
+                raise FaultError("no quorum leader can be seen now (is the quorum up?)")
             return [leader]
         if state is None:
             raise FaultError(f"target '{word}' needs the live cluster's roles")

@@ -17,7 +17,7 @@ from cmlab.checkers.metrics import METRICS, TrialMetrics  # noqa: E402
 from cmlab.history import History  # noqa: E402
 
 ROLE_COLOURS = {"primary": "#d62728", "sync standby": "#1f77b4", "standby": "#9ecae1", "cascade standby": "#c6dbef",
-                "arbiter": "#bcbd22", "unknown": "#bbbbbb", "down": "#333333"}
+                "quorum": "#bcbd22", "arbiter": "#bcbd22", "unknown": "#bbbbbb", "down": "#333333"}
 
 
 def _node_colours(h: History) -> dict[str, str]:

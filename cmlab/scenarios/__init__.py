@@ -330,7 +330,9 @@ def get(name: str) -> Scenario:
     """
     if name.endswith((".yaml", ".yml")) or "/" in name:
         return load(name)
+    from cmlab.vocabulary import current
+
     try:
-        return SCENARIOS[name]
+        return SCENARIOS[current(name)]
     except KeyError:
         raise CmlabError(f"unknown scenario '{name}' (scenarios: {', '.join(SCENARIOS)}; or a scenario file)") from None

@@ -67,7 +67,7 @@ def measured(lab: Lab, name: str, tmp_path) -> None:
     assert (run.directory / "trial-01" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db", "isolate-primary", "isolate-arbiter-leader", "vip-removed"])
+@pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db", "isolate-primary", "isolate-quorum-leader", "vip-removed"])
 def test_one_az_scenario(quick_lab: Lab, name: str, tmp_path):
     measured(quick_lab, name, tmp_path)
 

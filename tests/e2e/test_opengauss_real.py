@@ -39,7 +39,7 @@ def test_the_cluster_comes_up_with_one_primary_and_the_vip_on_it(cm_lab: Lab):
 #: on one trial each. CM leaves the isolated primary and its VIP up (no enable_fence_dn): duplicate-VIP intervals.
 @pytest.mark.parametrize("name", ["kill-primary", "freeze-primary-db",
                                   "isolate-primary", "vip-removed",
-                                  "kill-arbiter-leader", "isolate-arbiter-leader"])
+                                  "kill-quorum-leader", "isolate-quorum-leader"])
 def test_scenario_on_cm(cm_lab: Lab, name: str, tmp_path):
     measured(cm_lab, name, tmp_path)
 

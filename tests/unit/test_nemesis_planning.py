@@ -74,7 +74,7 @@ def state(primary: str = "pg2") -> ClusterState:
     ("pg1", ["pg1"]),
     ("pg1,pg4", ["pg1", "pg4"]),
     ("az:az2", ["pg4", "pg5"]),
-    ("arbiters", ["pg1", "pg2", "pg4"]),
+    ("quorum", ["pg1", "pg2", "pg4"]),
     ("databases", ["pg1", "pg2", "pg3", "pg4", "pg5"]),
     ("primary", ["pg2"]),
     ("sync-standby", ["pg3"]),
@@ -98,8 +98,8 @@ def test_unknown_targets_name_the_words_that_work():
         targets.resolve("leader", plan(), state())
     with pytest.raises(FaultError, match="unknown AZ 'az3'"):
         targets.resolve("az:az3", plan(), state())
-    with pytest.raises(FaultError, match="no arbiter leader"):
-        targets.resolve("arbiter-leader", plan(), state(), quorum_leader=lambda: None)
+    with pytest.raises(FaultError, match="no quorum leader"):
+        targets.resolve("quorum-leader", plan(), state(), quorum_leader=lambda: None)
 
 
 def test_a_fault_survives_its_record_and_keeps_its_key():
@@ -186,3 +186,14 @@ def test_the_upstream_is_read_from_the_walreceiver_channel():
     out = f"{og.node('og4').address}:40512<--{og2}:5433\n"
     assert upstream_of_channel(og, out) == "og2"
     assert upstream_of_channel(og, "") is None
+
+
+def test_the_former_words_still_designate_the_quorum_with_a_warning(caplog):
+    from cmlab import vocabulary
+
+    vocabulary._warned.clear()
+    with caplog.at_level("WARNING", logger="cmlab"):
+        assert targets.resolve("arbiters", plan()) == targets.resolve("quorum", plan())
+    assert "'arbiters' is a former word: cmlab now says 'quorum'" in caplog.text
+    from cmlab.engines.base import NodeRole
+    assert NodeRole("arbiter") is NodeRole.quorum  # histories written before the word changed

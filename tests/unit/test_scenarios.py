@@ -48,9 +48,9 @@ def test_a_promised_failover_is_healed_once_writes_flow_again():
 
 
 def test_a_fault_the_manager_may_ride_out_stays_for_its_bound():
-    leader = get("isolate-arbiter-leader")
+    leader = get("isolate-quorum-leader")
     assert leader.rto_bound_s(TIMING) == 18.0  # the engine's own quorum-leader-loss figure
-    wait = schedule("isolate-arbiter-leader")[1]["args"]
+    wait = schedule("isolate-quorum-leader")[1]["args"]
     assert wait["at_least_s"] == 18.0 < wait["deadline_s"]
     majority = schedule("split-az-majority-primary")
     assert get("split-az-majority-primary").failover is False and majority[1]["args"]["at_least_s"] == TIMING.failover_s
@@ -61,7 +61,7 @@ def test_a_fault_the_manager_may_ride_out_stays_for_its_bound():
 
 def test_an_engine_without_a_quorum_leader_figure_is_bound_by_its_failover_time():
     plain = Timing(start_s=80.0, failover_s=17.0, vip_s=2.5)
-    assert get("isolate-arbiter-leader").rto_bound_s(plain) == 17.0
+    assert get("isolate-quorum-leader").rto_bound_s(plain) == 17.0
     assert get("freeze-primary-db").rto_bound_s(Timing(start_s=80, failover_s=17, vip_s=2, frozen_primary_s=40)) == 40
 
 

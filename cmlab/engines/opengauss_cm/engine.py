@@ -83,7 +83,7 @@ class OpenGaussCm(Engine):
     name = "opengauss-cm"
     summary = "openGauss + Cluster Manager (needs the user's openGauss packages, or an image that holds them)"
     Parameters = CmParameters
-    processes = {"database": "gaussdb", "agent": "cm_agent", "arbiter": "cm_server", "monitor": "om_monitor"}
+    processes = {"database": "gaussdb", "agent": "cm_agent", "quorum": "cm_server", "monitor": "om_monitor"}
     # Each reading is a `docker exec cm_ctl query`: measured here, 40 ms and about 15 ms of
     # CPU across cmlab, dockerd and containerd for the exec alone (runc and cm_ctl besides).
     min_reading_interval_s = 0.2
@@ -470,7 +470,7 @@ def _states(plan: LabPlan, q: CmQuery, running: dict[str, bool] | None) -> list[
             states.append(NodeState(n.name, NodeRole.down, False, detail="container not running"))
         elif d is None:
             cms = next((c for c in q.cms if c.node == n.name), None)
-            states.append(NodeState(n.name, NodeRole.arbiter, cms is not None and cms.state in ("Primary", "Standby"),
+            states.append(NodeState(n.name, NodeRole.quorum, cms is not None and cms.state in ("Primary", "Standby"),
                                     detail=f"CMS {cms.state}" if cms else "no CMS"))
         else:
             states.append(NodeState(n.name, _ROLES.get(d.dynamic_role, NodeRole.unknown), d.state == "Normal",

@@ -49,7 +49,7 @@ class PostgresPatroni(Engine):
     name = "postgres-patroni"
     summary = "PostgreSQL 15 + Patroni 3.0.2 + etcd 3.4 + vip-manager 1.0.2 (Debian 12 packages)"
     Parameters = PatroniParameters
-    processes = {"database": "postgres", "agent": "patroni", "arbiter": "etcd", "vip": "vip-manager"}
+    processes = {"database": "postgres", "agent": "patroni", "quorum": "etcd", "vip": "vip-manager"}
     warm_start = warm.PatroniWarmStart()
 
     def command_parameters(self, params: dict[str, Any]) -> list[str]:
@@ -153,13 +153,13 @@ class PostgresPatroni(Engine):
     def role_reading(self, plan: LabPlan, node: NodePlan) -> HttpReading:
         """A database node: Patroni's ``GET /patroni`` (role ``master``/``replica``
         in 3.0.2; a primary lists its streaming standbys under ``replication``;
-        a 503 still carries the body). An arbiter: etcd's ``GET /health``."""
+        a 503 still carries the body). A quorum-only node: etcd's ``GET /health``."""
         if node.has(Role.database):
             return HttpReading(((node, config.REST_PORT),), "/patroni", HTTP_TIMEOUT_S,
                                lambda status, body: _patroni_state(node, status, body),
                                f"{node.name}: Patroni's REST API did not answer", lambda: _unanswered(node))
         return HttpReading(((node, config.ETCD_CLIENT_PORT),), "/health", HTTP_TIMEOUT_S,
-                           lambda status, body: NodeState(node.name, NodeRole.arbiter, healthy=_etcd_health(status, body)),
+                           lambda status, body: NodeState(node.name, NodeRole.quorum, healthy=_etcd_health(status, body)),
                            f"{node.name}: etcd did not answer", lambda: _unanswered(node))
 
     def diagnostics(self, plan: LabPlan, access: NodeAccess) -> dict[str, str]:
@@ -313,7 +313,7 @@ class PostgresPatroni(Engine):
                 ))
             else:
                 healthy = _etcd_healthy(access, node)
-                states.append(NodeState(node.name, NodeRole.arbiter, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
+                states.append(NodeState(node.name, NodeRole.quorum, healthy=healthy, detail="etcd " + ("healthy" if healthy else "unhealthy")))
         states = _behind_the_primarys_timeline(states)
         return ClusterState(tuple(states), not_ready=_why_not_ready(plan, states, p, named_not_synchronous))
 

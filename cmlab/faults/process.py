@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from cmlab.errors import FaultError
 from cmlab.faults.base import Fault, FaultContext
+from cmlab.vocabulary import current
 
 
 @dataclass(frozen=True)

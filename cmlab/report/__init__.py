@@ -19,6 +19,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from cmlab.checkers.metrics import METRICS, SUMMARISED, TrialMetrics, compute
+from cmlab.checkers.promises import PROMISES, promised, verdicts
 from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError
@@ -26,19 +27,6 @@ from cmlab.history import History
 from cmlab.scenarios import SCENARIOS, Scenario, loads
 
 SCHEMA = "cmlab.run/1"
-
-
-def verdicts(scenario: Scenario, timing: Timing, m: TrialMetrics) -> dict[str, bool | None]:
-    """Each promise of the scenario, kept (True), broken (False) or not made
-    (None); with ``on-starved: fail``, a trial the host distorted is broken too."""
-    bound = scenario.rto_bound_s(timing)
-    return {
-        "rto_under_bound": None if bound is None else (m.client_rto_s is not None and m.client_rto_s <= bound),
-        "failover_as_expected": None if scenario.failover is None else m.failover == scenario.failover,
-        "no_lost_writes": None if not scenario.no_lost_writes else (m.lost_writes_checked and not m.lost_writes),
-        "no_split_brain": None if not scenario.no_split_brain else not m.split_brain,
-        "harness_not_starved": None if scenario.spec.on_starved != "fail" else not m.starved,
-    }
 
 
 def discarded(scenario: Scenario, m: TrialMetrics) -> bool:
@@ -49,7 +37,6 @@ def discarded(scenario: Scenario, m: TrialMetrics) -> bool:
 def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], meta: dict[str, Any]) -> dict[str, Any]:
     """The ``cmlab.run/1`` document."""
     timing = Timing(**trials[0][1].meta["timing"]) if trials else None
-    bound = scenario.rto_bound_s(timing) if timing else None
     rows = []
     for index, h, m in trials:
         rows.append({"trial": index, **m.to_json(), "verdicts": verdicts(scenario, timing, m) if timing else {},
@@ -59,8 +46,7 @@ def build(scenario: Scenario, trials: list[tuple[int, History, TrialMetrics]], m
         "schema": SCHEMA,
         **meta,
         "scenario": {"name": scenario.name, "summary": scenario.summary, "notes": scenario.notes,
-                     "promises": {"rto_bound_s": bound, "failover": scenario.failover,
-                                  "no_lost_writes": scenario.no_lost_writes, "no_split_brain": scenario.no_split_brain}},
+                     "promises": promised(scenario, timing)},
         "resolution_s": max((m.resolution_s for _, _, m in trials), default=None),
         "summary": {k: summary([getattr(m, k) for _, _, m in counted]) for k in SUMMARISED},
         "totals": {"trials": len(counted), **{
@@ -117,11 +103,13 @@ def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
     for metric, st in doc["summary"].items():
         out.append(f"<tr><th>{metric}</th>" + "".join(f"<td>{_fmt(st.get(k))}</td>" for k in ("n", "min", "p50", "p95", "max", "stdev", "missing")) + "</tr>")
     out.append("</table><h2>Promises</h2><table><tr><th>promise</th><th>value</th><th>trials kept / broken</th></tr>")
-    for key, value in s["promises"].items():
-        vkey = {"rto_bound_s": "rto_under_bound", "failover": "failover_as_expected"}.get(key, key)
-        kept = sum(r["verdicts"].get(vkey) is True for r in doc["trials"])
-        broken = sum(r["verdicts"].get(vkey) is False for r in doc["trials"])
-        out.append(f"<tr><th>{key}</th><td>{_fmt(value)}</td><td>{kept} / {broken}</td></tr>")
+    for p in PROMISES:
+        if p.key not in s["promises"]:
+            continue
+        kept = sum(r["verdicts"].get(p.verdict) is True for r in doc["trials"])
+        broken = sum(r["verdicts"].get(p.verdict) is False for r in doc["trials"])
+        out.append(f"<tr><th title='{html.escape(p.says)}'>{p.key}</th><td>{_fmt(s['promises'][p.key])}</td>"
+                   f"<td>{kept} / {broken}</td></tr>")
     columns = [m for m in METRICS if m.column]
     out.append("</table><h2>Trials</h2><table><tr><th>trial</th><th>old → new</th>"
                + "".join(f"<th>{html.escape(m.column or '')}</th>" for m in columns) + "<th>verdicts</th></tr>")

@@ -197,3 +197,16 @@ def test_the_former_words_still_designate_the_quorum_with_a_warning(caplog):
     assert "'arbiters' is a former word: cmlab now says 'quorum'" in caplog.text
     from cmlab.engines.base import NodeRole
     assert NodeRole("arbiter") is NodeRole.quorum  # histories written before the word changed
+
+
+def test_a_process_is_named_by_its_duty_the_former_word_too():
+    from types import SimpleNamespace
+
+    from cmlab.engines.postgres_patroni import PostgresPatroni
+    from cmlab.faults.process import process_name
+
+    ctx = SimpleNamespace(engine=PostgresPatroni())
+    assert process_name(ctx, "quorum") == process_name(ctx, "arbiter") == "etcd"
+    assert process_name(ctx, "patroni") == "patroni"
+    with pytest.raises(FaultError, match="no process 'nosuch'"):
+        process_name(ctx, "nosuch")

@@ -114,7 +114,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         time, or a step failed (the faults are healed).
     """
     timing = lab.timing
-    scenario.check_against(lab.plan, timing)
+    scenario.check_against(lab.plan, timing, lab.engine.abilities(lab.plan))
     setup, schedule, nemesis_seed = scenario.steps(timing, seed, index)
     directory.mkdir(parents=True, exist_ok=True)
     lab.ensure_ready()
@@ -201,7 +201,7 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
     """
     if trials < 1:
         raise CmlabError(f"a run has at least one trial (asked for {trials})")
-    scenario.check_against(lab.plan, lab.timing)
+    scenario.check_against(lab.plan, lab.timing, lab.engine.abilities(lab.plan))
     seed = secrets.randbits(32) if seed is None else seed
     cadence = cadence or scenario_cadence(scenario)
     run = Run(scenario, lab.plan.name, lab.plan.engine, directory or new_run_dir(lab.plan.name, scenario.name),

@@ -505,6 +505,27 @@ class Engine(ABC):
 
         raise EngineError(f"engine {self.name} does not support switchover")
 
+    def abilities(self, plan: "LabPlan") -> frozenset[str]:
+        """What the engine can do on ``plan`` beyond observing and faults:
+        ``switchover`` (a switchover through the manager), ``quorum-leader``
+        (it names its quorum's leader), ``cascade`` (the plan has cascade
+        standbys and the engine says whom each streams from). A scenario that
+        needs one the lab lacks is refused when it is checked against the lab,
+        not in the middle of a trial. Default: each method the engine implements;
+        ``cascade`` only when :meth:`cascade_standbys` names some."""
+        cls, out = type(self), set()
+        if cls.switchover is not Engine.switchover:
+            out.add("switchover")
+        if cls.quorum_leader is not Engine.quorum_leader:
+            out.add("quorum-leader")
+        if cls.upstream is not Engine.upstream and self.cascade_standbys(plan):
+            out.add("cascade")
+        return frozenset(out)
+
+    def cascade_standbys(self, plan: "LabPlan") -> list[str]:
+        """The database nodes that run as cascade standbys in ``plan``. Default: none."""
+        return []
+
     def quorum_leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
         """The node that leads the quorum group now (etcd leader, CMS primary),
         or None when none can be seen or the engine cannot tell."""

@@ -34,6 +34,13 @@ HELP = ("node names, az:<name>, primary, standbys, sync-standby, quorum-leader, 
         "databases, quorum, all, one, minority, majority (comma-separated)")
 #: Words that need the live cluster's roles.
 LIVE = {"primary", "standbys", "sync-standby", "quorum-leader", "cascade-upstream"}
+#: Live roles only some engines can name: the word -> the engine's ability (:meth:`Engine.abilities`).
+NEEDS = {"quorum-leader": "quorum-leader", "cascade-upstream": "cascade"}
+
+
+def needs(spec: str) -> set[str]:
+    """The engine abilities a target spec needs."""
+    return {NEEDS[w] for w in (current(p.strip()) for p in spec.split(",")) if w in NEEDS}
 
 
 def needs_live_state(spec: str) -> bool:

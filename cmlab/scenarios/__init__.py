@@ -95,14 +95,18 @@ class Scenario:
         limit = self.spec.time_limit
         return None if limit is None else duration.seconds(limit, self.environment(timing))
 
-    def check_against(self, plan: "LabPlan", timing: Timing) -> None:
+    def check_against(self, plan: "LabPlan", timing: Timing, abilities: frozenset[str] | None = None) -> None:
         """Check the scenario against a lab before anything runs: every duration
         evaluated with the lab's timing, every target, AZ, host, disk and VIP
-        named by a step known to the lab, and enough AZs.
+        named by a step known to the lab, enough AZs, and (given the engine's
+        ``abilities``: :meth:`Engine.abilities`) every switchover or live role it
+        needs.
 
         :raises ScenarioError: every problem, each at its file:line:column.
         """
         issues = duration_issues(self.spec, {f"lab {plan.name}": timing}) + target_issues(self.spec, plan)
+        if abilities is not None:
+            issues += ability_issues(self.spec, plan, abilities)
         if len(plan.azs) < self.min_azs:
             issues.append(Issue("min-azs", f"the scenario needs {self.min_azs} AZs; lab {plan.name} has {len(plan.azs)}",
                                 "run it on a lab with more AZs (topologies/two-az.yaml)"))
@@ -169,6 +173,26 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
     if not any(step.disturbs for where, step in steps if where.startswith("schedule")):
         issues.append(Issue("schedule", "no fault step: a trial is measured from its first fault (or VIP flap)",
                             "add a step such as {fault: crash, target: primary}"))
+    return issues
+
+
+def ability_issues(spec: ScenarioFile, plan: "LabPlan", abilities: frozenset[str]) -> list[Issue]:
+    """Each step that needs what the lab's engine cannot do (a switchover, a
+    live role such as ``quorum-leader`` or ``cascade-upstream``)."""
+    from cmlab.faults import targets
+
+    words = {"switchover": "a switchover through the manager", "quorum-leader": "naming the quorum leader",
+             "cascade": "a cascade standby (and whom it streams from)"}
+    issues = []
+    for where, step in list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule")):
+        wanted = set(step.needs)
+        for _key, what, value in step.references():
+            if what == "target" and value is not None:
+                for spec_ in value if isinstance(value, list) else [value]:
+                    wanted |= targets.needs(str(spec_))
+        for need in sorted(wanted - abilities):
+            issues.append(Issue(where, f"needs {words.get(need, need)}, which lab {plan.name} (engine {plan.engine}) "
+                                "does not have", "run it on a lab that has it, or drop the step"))
     return issues
 
 

@@ -74,6 +74,8 @@ class _Step(BaseModel):
     disturbs: ClassVar[bool] = False
     #: Its fields that name something in the lab, and what (see :attr:`cmlab.faults.kinds.Arg.refers`).
     refers: ClassVar[dict[str, str]] = {}
+    #: The engine abilities it needs (:meth:`cmlab.engines.base.Engine.abilities`).
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def references(self) -> list[tuple[str, str, Any]]:
         """``(key in the file, what it names, value)`` of each field that names something in the lab."""
@@ -211,6 +213,7 @@ class SwitchoverStep(_Step):
 
     keys = ("switchover",)
     emits = ("switchover",)
+    needs = frozenset({"switchover"})
     refers = {"switchover": "target"}
     in_setup = True
     switchover: str
@@ -226,6 +229,7 @@ class PrimaryInStep(_Step):
 
     keys = ("primary-in",)
     emits = ("primary-in",)
+    needs = frozenset({"switchover"})
     refers = {"primary_in": "primary-az"}
     in_setup = True
     primary_in: str = Field(alias="primary-in")

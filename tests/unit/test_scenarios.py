@@ -384,3 +384,23 @@ def test_scenarios_for_a_topology_say_which_fit_and_why_the_others_do_not():
     assert "needs a lab across hosts" in one_az["isolate-primary-host"]
     out = CliRunner().invoke(main, ["scenarios", "--for", "quickstart"], terminal_width=200).output
     assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("split-az-")] == ["does", "does"]
+
+
+def test_a_step_the_labs_engine_cannot_do_is_refused_when_the_scenario_is_checked():
+    plan = load_topology(ROOT / "topologies" / "quickstart.yaml", default_registry())
+    sc = loads("name: needs\nsummary: x\nschedule:\n  - switchover: sync-standby\n  - fault: crash\n    target: cascade-upstream\n"
+               "  - heal\n", "needs.yaml")
+    with pytest.raises(ScenarioError) as err:
+        sc.check_against(plan, TIMING, frozenset({"quorum-leader"}))
+    text = str(err.value)
+    assert "needs.yaml:4:5" in text and "needs a switchover through the manager" in text
+    assert "needs a cascade standby" in text
+    sc.check_against(plan, TIMING, frozenset({"switchover", "cascade"}))  # an engine that can: no issue
+
+
+def test_each_engine_says_what_it_can_do_on_a_plan():
+    registry = default_registry()
+    quick = load_topology(ROOT / "topologies" / "quickstart.yaml", registry)
+    cascade = load_topology(ROOT / "topologies" / "opengauss-cascade.yaml", registry)
+    assert registry.get("postgres-patroni").abilities(quick) == {"switchover", "quorum-leader"}
+    assert registry.get("opengauss-cm").abilities(cascade) == {"switchover", "quorum-leader", "cascade"}

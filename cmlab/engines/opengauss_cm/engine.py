@@ -421,6 +421,9 @@ class OpenGaussCm(Engine):
             return None
         return primary.node if primary else None
 
+    def cascade_standbys(self, plan: LabPlan) -> list[str]:
+        return list(CmParameters.model_validate(plan.parameters).cascade_standbys)
+
     def upstream(self, plan: LabPlan, access: NodeAccess, node: str) -> str | None:
         """The node whose DN ``node``'s walreceiver connects to: the remote address of its
         ``channel``, ``local:port<--remote:port`` (openGauss-server

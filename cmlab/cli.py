@@ -45,17 +45,29 @@ def _lazy_module(name: str) -> Any:
 api = _lazy_module("cmlab.api")  # the module itself, loaded on first use
 
 
+#: Columns when the output is not a terminal (a CI log, a pipe): wide enough
+#: that no table cell and no path is cut into pieces; ``COLUMNS`` overrides.
+LOG_WIDTH = 400
+
+
 class _LazyConsole:
-    """A rich Console made when first used (rich costs a tenth of a second to import)."""
+    """A rich Console made when first used (rich costs a tenth of a second to
+    import). Not at a terminal: no colour codes (rich's own rule) and no
+    wrapping (:data:`LOG_WIDTH`), so that a log keeps one fact a line."""
 
     def __init__(self, **options: Any) -> None:
         self._options, self._console = options, None
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
+            import os
+
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                console = Console(width=LOG_WIDTH, **self._options)
+            self._console = console
         return getattr(self._console, name)
 
 

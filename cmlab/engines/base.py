@@ -390,7 +390,7 @@ class Engine(ABC):
             for err in exc.errors():
                 loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_MEMBERS)]
                 where = "parameters" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in loc)
-                msg, fix = err["msg"], ""
+                msg, fix = err["msg"].removeprefix("Value error, "), ""
                 if err["type"] == "extra_forbidden":
                     msg, fix = "unknown parameter", f"known parameters: {', '.join(self.Parameters.model_fields)}"
                 elif "[key]" in err["loc"]:

@@ -139,7 +139,7 @@ def _issues(exc: ValidationError) -> list[Issue]:
         parts = issue.where.split(".")
         where = ".".join(p for p in parts if not p.endswith("Step") and p not in _UNION_MEMBERS
                          and not p.startswith(("dict[", "list[")))
-        issues.append(Issue(where or "<document>", issue.message.removeprefix("Value error, "), issue.fix))
+        issues.append(Issue(where or "<document>", issue.message, issue.fix))
     return issues
 
 

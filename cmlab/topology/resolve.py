@@ -47,7 +47,8 @@ def pydantic_issues(exc: ValidationError, prefix: str = "", schema_command: str 
         where = prefix
         for part in err["loc"]:
             where = join_path(where, part)
-        msg = err["msg"]
+        # pydantic prefixes a validator's own message with its error type: the message alone reads better.
+        msg = err["msg"].removeprefix("Value error, ")
         fix = ""
         if err["type"] == "string_pattern_mismatch":
             fix = NAME_HINT

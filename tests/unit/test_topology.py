@@ -240,3 +240,13 @@ def test_a_missing_key_is_reported_at_its_mapping():
 def test_a_quorum_only_node_may_sit_on_another_host_than_its_azs_vip():
     plan = plan_of(HOSTS)
     assert plan.node("e").host == "h3" and plan.az("az2").host == "h2"
+
+
+@pytest.mark.parametrize("value", ["5", "true", "10.5"])
+def test_an_address_written_as_a_number_is_refused_in_plain_words(value):
+    text = ("name: t\nengine: postgres-patroni\nazs: [{name: az1, subnet: 10.9.0.0/24}]\nnodes:\n"
+            f"  - {{name: pg1, az: az1, address: {value}}}\n  - {{name: pg2, az: az1}}\n  - {{name: pg3, az: az1}}\n")
+    with pytest.raises(TopologyError) as err:
+        loads(text, default_registry())
+    message = str(err.value)
+    assert "nodes[0].address: write it as text" in message and "Value error" not in message

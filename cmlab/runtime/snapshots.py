@@ -67,10 +67,6 @@ class StoredSnapshot:
     image: str
     names: tuple[str, ...]
 
-    @property
-    def marker(self) -> str:
-        return marker_volume(self.key)
-
 
 def marker_volume(key: str) -> str:
     return f"{PREFIX}-snapshot-{key}"

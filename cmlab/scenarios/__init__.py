@@ -29,7 +29,7 @@ from cmlab.engines.base import Timing
 from cmlab.errors import CmlabError, Issue, ScenarioError
 from cmlab.scenarios import duration
 from cmlab.scenarios.compose import Planned, plan, seeds
-from cmlab.scenarios.schema import SETUP_VERBS, STEP_DURATIONS, ScenarioFile, WaitStep
+from cmlab.scenarios.schema import SETUP_VERBS, ScenarioFile, WaitStep
 from cmlab.resources import package_dir
 from cmlab.topology.yaml_source import Positions, join_path, load_yaml, read_yaml_file
 
@@ -163,7 +163,7 @@ def _meaning_issues(spec: ScenarioFile) -> list[Issue]:
                                 f"move it to schedule; setup holds {', '.join(SETUP_VERBS)}"))
         if where.startswith("setup") and isinstance(step, WaitStep) and step.wait == "writes-resumed":
             issues.append(Issue(where, "no writes flow during setup", "wait for ready, or move the step to schedule"))
-        durations = [(k, v) for k, v in step.__dict__.items() if k in STEP_DURATIONS]
+        durations = [(k, getattr(step, k)) for k in step.durations]
         for key, value in durations:
             if value is not None and spec.expect.rto_under is None and duration.RTO in duration.names_in(value):
                 issues.append(Issue(join_path(where, key.replace("_", "-")), "uses rto, but expect has no rto-under",
@@ -263,8 +263,8 @@ def _durations(spec: ScenarioFile):
     if spec.time_limit is not None:
         yield "time-limit", spec.time_limit
     for where, step in list(_walk(spec.setup, "setup")) + list(_walk(spec.schedule, "schedule")):
-        for key, value in step.__dict__.items():
-            if key in STEP_DURATIONS and value is not None:
+        for key in step.durations:  # each kind of step names its duration fields
+            if (value := getattr(step, key)) is not None:
                 yield join_path(where, key.replace("_", "-")), value
 
 

@@ -300,8 +300,6 @@ STEPS: tuple[type[_Step], ...] = (FaultStep, HealStep, WaitStep, SleepStep, VipF
                                   RepeatStep, OneOfStep, FlipFlopStep)
 #: The verb key of each kind of step, and its model.
 VERBS: dict[str, type[_Step]] = {key: model for model in STEPS for key in model.keys}
-#: The duration fields of steps (their Python names); the file's own are ``expect.rto-under`` and ``time-limit``.
-STEP_DURATIONS = tuple(dict.fromkeys(d for model in STEPS for d in model.durations))
 #: The verbs ``setup`` may hold.
 SETUP_VERBS = tuple(model.keys[0] for model in STEPS if model.in_setup)
 _TAGS = {model: model.__name__ for model in VERBS.values()}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmlab.engines.base import NodeRole
+from cmlab.engines.cluster import abilities
 from cmlab.engines.registry import default_registry
 from cmlab.errors import CmlabError, LabError, TopologyError
 from cmlab.faults.kinds import KINDS as FAULT_KINDS  # noqa: F401 - the facade's names
@@ -148,11 +149,11 @@ def scenarios_for(lab_or_topology: str) -> dict[str, str]:
     path = example_topology(lab_or_topology)
     plan = validate(path) if path.is_file() else Lab.attach(lab_or_topology).plan
     engine = default_registry().get(plan.engine)
-    timing, abilities = engine.timing(plan), engine.abilities(plan)
+    timing, able = engine.timing(plan), abilities(engine, plan)
     out = {}
     for name, sc in SCENARIOS.items():
         try:
-            sc.check_against(plan, timing, abilities)
+            sc.check_against(plan, timing, able)
             out[name] = ""
         except ScenarioError as exc:
             out[name] = "; ".join(i.message for i in exc.issues)
@@ -314,7 +315,7 @@ def _review(run_dir: Path, meta: Any, report: Any, scenario: Scenario, bundle_pl
             notes.append("subnets allocated here, not the bundle's (taken here while the replay was reviewed)")
             lab = Lab.from_topology(topology, registry, progress, name=new_name, allocate=True, parameters=parameters)
         plan = lab.plan
-        scenario.check_against(plan, lab.timing, lab.engine.abilities(plan))
+        scenario.check_against(plan, lab.timing, abilities(lab.engine, plan))
     defaults = engine.resolve_parameters({})[0]
     review = Review(run_dir, plan, lab, bundle_plan, scenario, meta, report, notes=notes,
                     changed={k: v for k, v in plan.parameters.items() if defaults.get(k) != v and k not in engine.host_inputs},

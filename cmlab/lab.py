@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmlab.engines.base import ClusterState, Engine, NodeRole, Timing
+from cmlab.engines.cluster import Cluster, attach
 from cmlab.engines.registry import EngineRegistry, default_registry
 from cmlab.errors import CmlabError, EngineError, LabError, WaitTimeout
 from cmlab.progress import Progress, Quiet, log
@@ -176,6 +177,11 @@ class Lab:
         if plan is None:
             raise LabError(f"no lab '{name}' on this Docker engine (running labs: {', '.join(labs(client)) or 'none'})")
         return cls(plan, registry.get(plan.engine), client, progress)
+
+    @property
+    def cluster(self) -> Cluster:
+        """The engine bound to this lab (:mod:`cmlab.engines.cluster`), for its readings and abilities."""
+        return attach(self.engine, self.plan, self.runtime.access(self.plan))
 
     @property
     def timing(self) -> Timing:
@@ -389,7 +395,7 @@ class Lab:
 
     def status(self) -> LabStatus:
         """The engine's view of the cluster and who holds each VIP."""
-        cluster = self.engine.observe(self.plan, self.runtime.access(self.plan))
+        cluster = self.cluster.snapshot()
         holders = self.runtime.vip_holders(self.plan)
         held: dict[str, list[str]] = {}
         for vip, nodes in holders.items():
@@ -414,7 +420,7 @@ class Lab:
     def diagnostics(self) -> dict[str, str]:
         """The manager's own account of the cluster (``cm_ctl query``/``show``,
         Patroni's /cluster): title -> text, as its tools print it."""
-        return self.engine.diagnostics(self.plan, self.runtime.access(self.plan))
+        return self.cluster.diagnostics()
 
     def wait_ready(self, deadline_s: float) -> LabStatus:
         """Wait until :meth:`status` says ready.
@@ -439,10 +445,14 @@ class Lab:
             return self.wait_ready(self.timing.start_s)
         except WaitTimeout:
             status = self.status()
-            access = self.runtime.access(self.plan)
+            cluster = self.cluster
             for node in to_repair(status):
+                if not cluster.has("repair"):
+                    log.warning("lab %s: %s is unhealthy (%s) and engine %s cannot repair it", self.plan.name, node,
+                                status.not_ready, self.engine.name)
+                    break
                 log.warning("lab %s: repairing %s (%s)", self.plan.name, node, status.not_ready)
-                self.engine.repair(self.plan, access, node)
+                cluster.repair(node)
             return self.wait_ready(self.timing.start_s)
 
     def wait_primary(self, deadline_s: float, not_on: str | None = None) -> tuple[str, float]:
@@ -454,7 +464,7 @@ class Lab:
         def ok(c: ClusterState) -> bool:
             return len(c.primaries) == 1 and c.primaries[0] != not_on
 
-        cluster, waited = wait_for(lambda: self.engine.observe(self.plan, self.runtime.access(self.plan)), ok,
+        cluster, waited = wait_for(lambda: self.cluster.snapshot(), ok,
                                    deadline_s, self.timing.poll_s, "new primary", lambda c: f"primaries {c.primaries}")
         return cluster.primaries[0], waited
 
@@ -467,16 +477,16 @@ class Lab:
         :raises WaitTimeout: none within ``deadline_s`` (say, the quorum is
             electing a leader and cannot be read).
         """
-        access = self.runtime.access(self.plan)
+        cluster = self.cluster
 
         def read() -> str | None:
             try:
-                leader = self.engine.leader(self.plan, access)
+                leader = cluster.leader()
             except EngineError:
                 return None
             if not leader:
                 return None
-            state = self.engine.observe_node(self.plan, self.plan.node(leader), access)
+            state = cluster.node(leader)
             return leader if state.role is NodeRole.primary and state.healthy else None
 
         leader, _ = wait_for(read, lambda x: x is not None, deadline_s, self.timing.poll_s, "settled primary")
@@ -494,7 +504,7 @@ class Lab:
         :raises WaitTimeout: not done in time.
         """
         if self.settled_primary(self.timing.failover_s) != candidate:  # already there: nothing to ask
-            self.engine.switchover(self.plan, self.runtime.access(self.plan), candidate)
+            self.cluster.switchover(candidate)
         status, _ = wait_for(self.status, lambda s: s.ready and s.primary == candidate, self.timing.start_s,
                              self.timing.poll_s, f"{candidate} as the ready primary", lambda s: s.not_ready or f"primary {s.primary}")
         return status

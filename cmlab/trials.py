@@ -30,6 +30,7 @@ import psycopg
 
 from cmlab.bundle import capture_run
 from cmlab.checkers.metrics import TrialMetrics, compute
+from cmlab.engines.cluster import abilities
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
 from cmlab.history import History, is_client_writer
@@ -114,7 +115,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         time, or a step failed (the faults are healed).
     """
     timing = lab.timing
-    scenario.check_against(lab.plan, timing, lab.engine.abilities(lab.plan))
+    scenario.check_against(lab.plan, timing, abilities(lab.engine, lab.plan))
     setup, schedule, nemesis_seed = scenario.steps(timing, seed, index)
     directory.mkdir(parents=True, exist_ok=True)
     lab.ensure_ready()
@@ -136,7 +137,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
         time.sleep(max(0.0, probes.t_start + WARMUP_S - time.monotonic()))  # bounded: at most WARMUP_S
         # Who leads the quorum (etcd; CM: the CMS primary) when the fault comes: losing
         # it with the primary adds an election, which explains spreads between trials.
-        quorum_leader = lab.engine.quorum_leader(lab.plan, lab.runtime.access(lab.plan))
+        quorum_leader = lab.cluster.quorum_leader()
         events.append("trial-start", scenario=scenario.name, trial=index, old_primary=old, seed=seed,
                       quorum_leader=quorum_leader)
         try:
@@ -166,7 +167,7 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     stored: set[tuple[str, int]] | None = None
     if final:
         stored = _stored_on(lab, final, timing.failover_s, events, t1)
-    recorded = events.read() + lab.engine.collect_events(lab.plan, lab.runtime.access(lab.plan))
+    recorded = events.read() + lab.cluster.events()
     history.events = sorted((e for e in recorded if t0 <= e.get("t", 0) <= t1), key=lambda e: e["t"])
     history.meta.update({
         "scenario": scenario.name, "trial": index, "seed": seed, "lab": lab.plan.name, "engine": lab.plan.engine,
@@ -201,7 +202,7 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
     """
     if trials < 1:
         raise CmlabError(f"a run has at least one trial (asked for {trials})")
-    scenario.check_against(lab.plan, lab.timing, lab.engine.abilities(lab.plan))
+    scenario.check_against(lab.plan, lab.timing, abilities(lab.engine, lab.plan))
     seed = secrets.randbits(32) if seed is None else seed
     cadence = cadence or scenario_cadence(scenario)
     run = Run(scenario, lab.plan.name, lab.plan.engine, directory or new_run_dir(lab.plan.name, scenario.name),

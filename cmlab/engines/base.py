@@ -11,14 +11,13 @@ engine for:
 * its timing (:meth:`Engine.timing`), from which every wait derives its deadline;
 * how to read the cluster's roles and health (:meth:`Engine.observe`), the
   leader (:meth:`Engine.leader`) and one node's own view (:meth:`Engine.observe_node`);
-  for the probes' cheap 20 ms readings, optionally the same as HTTP readings
-  (:meth:`Engine.leader_reading`, :meth:`Engine.role_reading`) or as one
-  snapshot with a pace of its own (:meth:`Engine.snapshot_reader`,
-  :attr:`Engine.min_reading_interval_s`);
-* the manager's own account for people (:meth:`Engine.diagnostics`);
 * the names of its processes by duty (:attr:`Engine.processes`), so that a
   fault can target "the database" or "the agent" on any engine;
 * how a client connects (:meth:`Engine.dsn`).
+
+What an engine may do beyond that (switchover, repair, its own diagnostics
+and events, cheaper readings) are the optional abilities of
+:mod:`cmlab.engines.cluster`, which also binds an engine to a running lab.
 """
 
 from __future__ import annotations
@@ -430,12 +429,6 @@ class Engine(ABC):
         cluster (e.g. per-node ``cm_ctl set -n <id>`` where CM would use ssh).
         Default: nothing."""
 
-    def collect_events(self, plan: "LabPlan", access: NodeAccess) -> list[dict[str, Any]]:
-        """Events the manager itself recorded (CM's event triggers), each with
-        ``event``, ``t`` (seconds, the host's monotonic clock) and ``node``.
-        Default: none."""
-        return []
-
     def prepare_clients(self, plan: "LabPlan", access: NodeAccess, primary: str) -> None:
         """Runs once the cluster is first ready: make what clients (the probes)
         need, e.g. a SQL user and its access rules. Default: nothing."""
@@ -462,79 +455,14 @@ class Engine(ABC):
     #: reading is a ``docker exec`` sets it, and says what one costs.
     min_reading_interval_s: ClassVar[float] = 0.0
 
-    def snapshot_reader(self, plan: "LabPlan", access: NodeAccess) -> Callable[[], Snapshot] | None:
-        """A function giving the leader and every node's state from one
-        reading, for an engine whose readings all ask the same tool (CM: one
-        ``cm_ctl query``); the probes then take one reading where they would
-        take a leader and a role per node. It raises :class:`EngineError` when
-        the tool cannot be asked. Default: None (leader and roles are read apart)."""
-        return None
-
-    def leader_reading(self, plan: "LabPlan") -> HttpReading | None:
-        """:meth:`leader` as one HTTP GET, when the manager's store speaks HTTP
-        (etcd); the probes then read it every 20 ms on their shared loop
-        instead of a thread of its own. Default: None (:meth:`leader` is polled)."""
-        return None
-
-    def role_reading(self, plan: "LabPlan", node: "NodePlan") -> HttpReading | None:
-        """:meth:`observe_node` as one HTTP GET (a :class:`NodeState`), when the
-        node's manager speaks HTTP (Patroni's REST API); the probes then take it
-        on their shared loop. Default: None (:meth:`observe_node` is polled)."""
-        return None
-
     @abstractmethod
     def observe_node(self, plan: "LabPlan", node: "NodePlan", access: NodeAccess) -> NodeState:
         """One node's own view of itself (role, health, and on a primary its
         followers). Never raises: an unreachable node is ``unknown``."""
 
-    def diagnostics(self, plan: "LabPlan", access: NodeAccess) -> dict[str, str]:
-        """The manager's own account of the cluster, as its tools print it
-        (title -> text), for a person reading a failed test or ``cmlab status
-        --manager``. Never raises: a tool that fails gives its error as text.
-        Default: nothing."""
-        return {}
-
-    def repair(self, plan: "LabPlan", access: NodeAccess, node: str) -> None:
-        """Bring a node that stays unhealthy back (rebuild it from the primary),
-        between trials. Default: nothing (the lab then stays unready)."""
-
-    def switchover(self, plan: "LabPlan", access: NodeAccess, candidate: str) -> None:
-        """Ask the manager to move the primary to ``candidate`` (planned, no
-        data loss). Raises :class:`cmlab.errors.EngineError` when refused."""
-        from cmlab.errors import EngineError
-
-        raise EngineError(f"engine {self.name} does not support switchover")
-
-    def abilities(self, plan: "LabPlan") -> frozenset[str]:
-        """What the engine can do on ``plan`` beyond observing and faults:
-        ``switchover`` (a switchover through the manager), ``quorum-leader``
-        (it names its quorum's leader), ``cascade`` (the plan has cascade
-        standbys and the engine says whom each streams from). A scenario that
-        needs one the lab lacks is refused when it is checked against the lab,
-        not in the middle of a trial. Default: each method the engine implements;
-        ``cascade`` only when :meth:`cascade_standbys` names some."""
-        cls, out = type(self), set()
-        if cls.switchover is not Engine.switchover:
-            out.add("switchover")
-        if cls.quorum_leader is not Engine.quorum_leader:
-            out.add("quorum-leader")
-        if cls.upstream is not Engine.upstream and self.cascade_standbys(plan):
-            out.add("cascade")
-        return frozenset(out)
-
     def cascade_standbys(self, plan: "LabPlan") -> list[str]:
         """The database nodes that run as cascade standbys in ``plan``. Default: none."""
         return []
-
-    def quorum_leader(self, plan: "LabPlan", access: NodeAccess) -> str | None:
-        """The node that leads the quorum group now (etcd leader, CMS primary),
-        or None when none can be seen or the engine cannot tell."""
-        return None
-
-    def upstream(self, plan: "LabPlan", access: NodeAccess, node: str) -> str | None:
-        """The node a standby (a cascade standby most of all) streams its WAL from now, or None
-        when it streams from none or the engine cannot tell. Default: None."""
-        return None
 
     @abstractmethod
     def dsn(self, plan: "LabPlan", host: str) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from cmlab.engines.base import ClusterState
+from cmlab.engines.cluster import Cluster, attach
 from cmlab.errors import FaultError
 from cmlab.events import EventLog
 from cmlab.faults import grudge as grudges
@@ -83,12 +84,13 @@ class Nemesis:
 
     def resolve(self, spec: str) -> list[str]:
         """Node names for a target spec (see :mod:`cmlab.faults.targets`)."""
-        state: ClusterState | None = None
-        if targets.needs_live_state(spec):
-            state = self.engine.observe(self.plan, self.runtime.access(self.plan))
-        return targets.resolve(spec, self.plan, state, self.rng,
-                               lambda: self.engine.quorum_leader(self.plan, self.runtime.access(self.plan)),
-                               lambda node: self.engine.upstream(self.plan, self.runtime.access(self.plan), node))
+        # Bound only when a live reading is needed: a fixed target reads nothing.
+        def cluster() -> Cluster:
+            return attach(self.engine, self.plan, self.runtime.access(self.plan))
+
+        state: ClusterState | None = cluster().snapshot() if targets.needs_live_state(spec) else None
+        return targets.resolve(spec, self.plan, state, self.rng, lambda: cluster().quorum_leader(),
+                               lambda node: cluster().upstream(node))
 
     def _nodes(self, spec: str) -> tuple[str, ...]:
         return tuple(self.resolve(spec))

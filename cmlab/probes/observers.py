@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from cmlab.engines.base import Engine, NodeAccess, NodeState
+from cmlab.engines.base import NodeState
+from cmlab.engines.cluster import Cluster
 from cmlab.probes.loop import next_tick
-from cmlab.topology.plan import LabPlan
 
 T = TypeVar("T")
 
@@ -83,13 +83,14 @@ class Poller(Generic[T]):
         self.cpu_s = time.thread_time()
 
 
-def leader_observer(engine: Engine, plan: LabPlan, access: NodeAccess, interval_s: float) -> Poller[str | None]:
-    return Poller("leader", lambda: engine.leader(plan, access), interval_s)
+def leader_observer(cluster: Cluster, interval_s: float) -> Poller[str | None]:
+    """The leader as the manager names it, read every ``interval_s`` seconds in a thread."""
+    return Poller("leader", cluster.leader, interval_s)
 
 
-def role_observer(engine: Engine, plan: LabPlan, access: NodeAccess, node: str, interval_s: float) -> Poller[NodeState]:
-    n = plan.node(node)
-    return Poller(f"role-{node}", lambda: engine.observe_node(plan, n, access), interval_s)
+def role_observer(cluster: Cluster, node: str, interval_s: float) -> Poller[NodeState]:
+    """``node``'s own view of itself, read every ``interval_s`` seconds in a thread."""
+    return Poller(f"role-{node}", lambda: cluster.node(node), interval_s)
 
 
 def as_json(value: Any) -> Any:

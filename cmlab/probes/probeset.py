@@ -25,6 +25,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cmlab.engines.base import Engine, NodeState, Snapshot
+from cmlab.engines.cluster import attach
 from cmlab.history import SEEKING_WRITER, History, WriteRec
 from cmlab.probes.http_poller import HttpPoller
 from cmlab.probes.loop import ProbeLoop, Task, host_pressure
@@ -89,8 +90,9 @@ class ProbeSet:
         #: The leader's cadence, seconds: the engine may not allow the probes' own.
         self.leader_interval_s = max(cadence.fast_interval_s, engine.min_reading_interval_s)
         role_interval_s = max(cadence.role_interval_s, engine.min_reading_interval_s)
-        snapshot = engine.snapshot_reader(plan, access)
-        reading = engine.leader_reading(plan)
+        cluster = attach(engine, plan, access)
+        snapshot = cluster.snapshot_reader()
+        reading = cluster.leader_reading()
         self.leader: Poller[Any] | HttpPoller
         self.roles: list[Poller[NodeState] | HttpPoller] = []
         if snapshot is not None:
@@ -98,11 +100,11 @@ class ProbeSet:
             self.leader = Poller("cluster", snapshot, self.leader_interval_s)
         else:
             self.leader = (HttpPoller("leader", reading, self.leader_interval_s, access.endpoint) if reading is not None
-                           else leader_observer(engine, plan, access, self.leader_interval_s))
+                           else leader_observer(cluster, self.leader_interval_s))
             for n in plan.nodes:
-                role = engine.role_reading(plan, n)
+                role = cluster.role_reading(n.name)
                 self.roles.append(HttpPoller(f"role-{n.name}", role, role_interval_s, access.endpoint) if role is not None
-                                  else role_observer(engine, plan, access, n.name, role_interval_s))
+                                  else role_observer(cluster, n.name, role_interval_s))
         self.role_interval_s = self.leader_interval_s if snapshot is not None else role_interval_s
         tasks: list[Task] = [*self.writers]
         if isinstance(self.vips, VipWatch):

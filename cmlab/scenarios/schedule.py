@@ -201,7 +201,7 @@ class ScheduleRunner:
             return (lambda since: writes_flowing(probes, since)), self.write_interval_s * 5
         if until == "primary-changed":
             def changed(_: float) -> bool:
-                primary = lab.engine.observe(lab.plan, lab.runtime.access(lab.plan)).primary
+                primary = lab.cluster.snapshot().primary
                 return primary is not None and primary != self.old_primary
             return changed, poll_s
         if until == "vip-moved":

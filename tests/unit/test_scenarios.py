@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from cmlab.engines.base import ClusterState, NodeRole, NodeState, Timing
+from cmlab.engines.cluster import abilities, attach
 from cmlab.engines.registry import default_registry
-from cmlab.errors import CmlabError, ScenarioError
+from cmlab.errors import CmlabError, EngineError, ScenarioError
 from cmlab.faults import targets
 from cmlab.faults.nemesis import Applied, Nemesis
 from cmlab.faults.process import Crash
@@ -243,9 +244,8 @@ class StandInLab:
         self.timing = Timing(start_s=5, failover_s=2, vip_s=1, poll_s=0.01)
         self.primary = self.plan.nodes[0].name
         self.switchovers: list[str] = []
-        self.runtime = SimpleNamespace(vip_holders=lambda plan: {v.name: [self.primary] for v in plan.vips},
-                                       access=lambda plan: None)
-        self.engine = SimpleNamespace(observe=lambda plan, access: SimpleNamespace(primary=self.primary))
+        self.runtime = SimpleNamespace(vip_holders=lambda plan: {v.name: [self.primary] for v in plan.vips})
+        self.cluster = SimpleNamespace(snapshot=lambda: SimpleNamespace(primary=self.primary))
 
     def wait_ready(self, deadline_s):
         return SimpleNamespace(primary=self.primary, ready=True)
@@ -402,5 +402,29 @@ def test_each_engine_says_what_it_can_do_on_a_plan():
     registry = default_registry()
     quick = load_topology(ROOT / "topologies" / "quickstart.yaml", registry)
     cascade = load_topology(ROOT / "topologies" / "opengauss-cascade.yaml", registry)
-    assert registry.get("postgres-patroni").abilities(quick) == {"switchover", "quorum-leader"}
-    assert registry.get("opengauss-cm").abilities(cascade) == {"switchover", "quorum-leader", "cascade"}
+    assert abilities(registry.get("postgres-patroni"), quick) == {
+        "switchover", "quorum-leader", "repair", "diagnostics", "http-readings"}
+    assert abilities(registry.get("opengauss-cm"), cascade) == {
+        "switchover", "quorum-leader", "cascade", "diagnostics", "events", "snapshot-readings"}
+    # cascade only where the plan has cascade standbys
+    assert "cascade" not in abilities(registry.get("opengauss-cm"), load_topology(ROOT / "topologies" / "opengauss-1az.yaml", registry))
+
+
+def test_the_cluster_handle_answers_none_for_what_the_engine_lacks():
+    """An engine with no optional ability: the handle's enriching readings say
+    "none", a switchover is refused with the engine's name, a repair says it could not."""
+    plan = load_topology(ROOT / "topologies" / "quickstart.yaml", default_registry())
+
+    class Bare:
+        name = "bare"
+
+        def cascade_standbys(self, plan):
+            return []
+
+    cluster = attach(Bare(), plan, None)  # type: ignore[arg-type]
+    assert abilities(Bare(), plan) == frozenset()  # type: ignore[arg-type]
+    assert (cluster.quorum_leader(), cluster.upstream("pg1"), cluster.diagnostics(), cluster.events()) == (None, None, {}, [])
+    assert cluster.snapshot_reader() is None and cluster.leader_reading() is None and cluster.role_reading("pg1") is None
+    assert cluster.repair("pg1") is False
+    with pytest.raises(EngineError, match="engine bare has no switchover"):
+        cluster.switchover("pg2")

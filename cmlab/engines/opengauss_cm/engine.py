@@ -21,10 +21,11 @@ from typing import Any
 
 from cmlab.engines.base import (COMMAND_KEY, BuildInputs, ClusterState, ContainerSpec, Engine, FileSpec, ImageRecipe, NodeAccess,
                                 NodeRole, NodeState, Snapshot, Timing)
-from cmlab.engines.opengauss_cm import config
+from cmlab.engines.opengauss_cm import config, warm
 from cmlab.engines.opengauss_cm.parameters import HOST_INPUTS, CmParameters
 from cmlab.engines.opengauss_cm.query import NOT_CONNECTED, CmQuery, CmQueryParseError, parse
 from cmlab.engines.opengauss_cm.reader import QueryStream
+from cmlab.engines.opengauss_cm.omm import as_omm, as_omm_script, command
 from cmlab.engines.opengauss_cm.package import OpenGaussInputs, inspect as inspect_package
 from cmlab.engines.opengauss_cm.show import CmShow, parse_show
 from cmlab.errors import EngineError, ImageBuildError, Issue, LabError
@@ -233,7 +234,7 @@ class OpenGaussCm(Engine):
                  "CMLAB_CM_DISKS": " ".join(d.path for d in plan.disks_of(node.name) if d.kind == "block"),
                  "GS_PASSWORD": PASSWORD},
             files=files,
-            volumes={"/var/lib/opengauss": "opengauss"},
+            volumes={warm.MOUNT: warm.VOLUME},
             # The community image's run settings (opengauss-cm.md §1 "docker run flags").
             sysctls={"kernel.sem": "250 6400000 1000 25600"},
             security_opt=["seccomp=unconfined"],
@@ -483,12 +484,8 @@ def _states(plan: LabPlan, q: CmQuery, running: dict[str, bool] | None) -> list[
 
 def _script(commands: list[list[str]]) -> FileSpec:
     """A shell script of omm's that runs ``commands`` in order (cmlab-cm-start runs it)."""
-    text = "set -e\n" + "\n".join(_command(argv) for argv in commands) + "\n"
+    text = "set -e\n" + "\n".join(command(argv) for argv in commands) + "\n"
     return FileSpec(text, mode=0o755, uid=OMM_UID, gid=OMM_UID)
-
-
-def _command(argv: list[str]) -> str:
-    return " ".join(_shell(a) for a in argv)
 
 
 def _set_script(commands: list[list[str]]) -> FileSpec:
@@ -506,29 +503,9 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
             lines.append(f"sed -i {shlex.quote(f'/^{key} *=/d')} {conf} && echo {line} >> {conf}")
             continue
         lines.append(f"grep -qE {pattern} {conf} || echo {line} >> {conf}")
-        lines.append(_command(argv))
+        lines.append(command(argv))
     return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
 
 #: gs_guc's answer that passes (src/bin/gs_guc): another gs_guc holds the node's lock.
 GS_GUC_BUSY = ("another gs_guc command is running",)
-
-
-def as_omm_script(script: str) -> list[str]:
-    """Run a bash script as omm with the openGauss environment (see :func:`as_omm`)."""
-    return ["runuser", "-u", "omm", "--", "bash", "-lc", script]
-
-
-def as_omm(argv: list[str]) -> list[str]:
-    """Run ``argv`` as omm with the openGauss environment (its login profile,
-    written by cmlab-cm-start)."""
-    return as_omm_script(_command(argv))
-
-
-def _shell(arg: str) -> str:
-    """Quote for sh as CM's docs write it: ``-k enable_ssl="'off'"``."""
-    if all(c.isalnum() or c in "-_=./" for c in arg):
-        return arg
-    if not any(c in arg for c in '"$`\\'):
-        return f'"{arg}"'
-    return shlex.quote(arg)

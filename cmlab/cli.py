@@ -643,7 +643,7 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
     except CmlabError as exc:  # could not run: 2, apart from a broken promise's 1
         _error(str(exc))
         raise SystemExit(2) from None
-    doc = json.loads((result.directory / "report.json").read_text())
+    doc = result.report
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -70,6 +70,17 @@ class Run:
     #: The seed every random choice of the run is drawn from.
     seed: int = 0
 
+    @property
+    def report(self) -> dict[str, Any]:
+        """The run's ``report.json`` (what the HTML report shows: promises,
+        verdicts, each trial's metrics, the summary)."""
+        return json.loads((self.directory / "report.json").read_text())
+
+    @property
+    def passed(self) -> bool:
+        """Every promise of the scenario kept in every trial (the report's verdict)."""
+        return bool(self.report["passed"])
+
 
 def scenario_cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | None = None,
                      role_ms: float | None = None) -> Cadence:

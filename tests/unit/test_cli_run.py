@@ -26,7 +26,7 @@ def fake_run(monkeypatch, tmp_path):
         (tmp_path / "report.json").write_text(json.dumps(doc))
         if on_trial is not None:
             on_trial(SimpleNamespace(index=1, metrics=TrialMetrics({"client_rto_s": 9.5, "lost_writes": []})), 1)
-        return SimpleNamespace(directory=tmp_path, seed=7)
+        return SimpleNamespace(directory=tmp_path, seed=7, report=doc)
 
     monkeypatch.setattr(api, "run", run)
     monkeypatch.setattr(api.Lab, "attach", classmethod(lambda cls, name: SimpleNamespace(name=name)))

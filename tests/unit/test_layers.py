@@ -92,5 +92,5 @@ def test_the_lab_imports_none_of_the_runs_bundles_replays_or_the_api():
 def test_the_cli_and_the_pytest_plugin_go_through_the_api_only():
     graph = imports()
     allowed = {"cmlab", "cmlab.api", "cmlab.errors", "cmlab.progress"}
-    for shell in ("cmlab.cli", "cmlab.pytest_plugin"):
+    for shell in ("cmlab.cli", "cmlab.pytest_plugin", "cmlab.testcontainers"):
         assert graph[shell] - {shell} <= allowed, f"{shell} imports {sorted(graph[shell] - allowed - {shell})}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from cmlab.checkers.metrics import METRICS, SUMMARISED, TrialMetrics, compute
+from cmlab.checkers.metrics import BY_NAME, METRICS, SUMMARISED, TrialMetrics, compute
 from cmlab.checkers.promises import PROMISES, promised, verdicts
 from cmlab.checkers.stats import summary
 from cmlab.engines.base import Timing
@@ -83,44 +83,77 @@ def junit(doc: dict[str, Any]) -> bytes:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+#: A verdict as the trial table shows it, with its meaning in the cell's title.
+VERDICT_MARK = {True: ("✓", "kept", "#080"), False: ("✗", "BROKEN", "#c00"), None: ("–", "not promised", "#999")}
+
+#: How to read a timeline; the plot's own legend names each colour.
+TIMELINE_HELP = (
+    "Each timeline runs in seconds from the fault in effect (the orange band: from the fault's call to its heal). "
+    "A <b>writes</b> lane is one client: <i>vip:…</i> writes through a VIP, <i>node:…</i> straight to one node "
+    "(those fail, grey ×, whenever the node is a standby: that is expected, not an outage). A tick is an "
+    "acknowledged write, in the colour of the node that acknowledged it; a grey × a write that failed; a cyan "
+    "diamond one whose outcome is unknown (the connection broke after the request). A <b>role</b> lane is what "
+    "each node says it is (red: primary); <b>leader</b> is the node the manager names primary (light grey: it "
+    "names none, hatched: it could not be read); a <b>VIP</b> lane is the node holding the VIP (black: two nodes "
+    "at once). The dashed lines mark the measured moments.")
 
 
 def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
     s = doc["scenario"]
-    verdict = {True: "kept", False: "<b style='color:#c00'>BROKEN</b>", None: "not promised"}
     out = [f"<!doctype html><meta charset=utf-8><title>cmlab {html.escape(s['name'])}</title>",
-           "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-           "padding:3px 8px;text-align:right}th{background:#f4f4f4}svg{max-width:100%;height:auto}</style>",
+           "<style>body{font:14px sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
+           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
+           "td.def{text-align:left;color:#444;font-size:12px;max-width:42em}svg{max-width:100%;height:auto}"
+           "summary{cursor:pointer;font-weight:bold;margin:.6em 0}</style>",
            f"<h1>{html.escape(s['name'])}</h1><p>{html.escape(s['summary'])}</p>",
            f"<p>lab <b>{html.escape(str(doc.get('lab')))}</b>, engine <b>{html.escape(str(doc.get('engine')))}</b>, "
            f"{doc['totals']['trials']} trial(s), resolution {_fmt(doc['resolution_s'])} s, "
-           f"probe CPU p50 {_fmt(doc['probe_cpu_percent'].get('p50'))} % of one core</p>"]
+           f"probe CPU p50 {_fmt(doc['probe_cpu_percent'].get('p50'))} % of one core; "
+           + ("<b style='color:#080'>every promise kept</b>" if doc["passed"] else "<b style='color:#c00'>a promise BROKEN</b>")
+           + "</p>"]
     if s["notes"]:
         out.append(f"<p><i>{html.escape(s['notes'])}</i></p>")
-    out.append("<h2>Summary (seconds)</h2><table><tr><th>metric</th><th>n</th><th>min</th><th>p50</th><th>p95</th>"
-               "<th>max</th><th>stdev</th><th>missing</th></tr>")
+    out.append("<h2>Summary (seconds from the fault)</h2><table><tr><th>metric</th><th>n</th><th>min</th><th>p50</th>"
+               "<th>p95</th><th>max</th><th>stdev</th><th>missing</th><th>what it measures</th></tr>")
     for metric, st in doc["summary"].items():
-        out.append(f"<tr><th>{metric}</th>" + "".join(f"<td>{_fmt(st.get(k))}</td>" for k in ("n", "min", "p50", "p95", "max", "stdev", "missing")) + "</tr>")
-    out.append("</table><h2>Promises</h2><table><tr><th>promise</th><th>value</th><th>trials kept / broken</th></tr>")
-    for p in PROMISES:
-        if p.key not in s["promises"]:
-            continue
+        definition = BY_NAME[metric].definition if metric in BY_NAME else ""
+        out.append(f"<tr><th>{metric}</th>" + "".join(f"<td>{_fmt(st.get(k))}</td>" for k in ("n", "min", "p50", "p95", "max", "stdev", "missing"))
+                   + f"<td class=def>{html.escape(definition)}</td></tr>")
+    out.append("</table><h2>Promises</h2><table><tr><th>promise</th><th>value</th><th>trials kept</th><th>broken</th>"
+               "<th>what it says</th></tr>")
+    made = [p for p in PROMISES if p.key in s["promises"]]
+    for p in made:
         kept = sum(r["verdicts"].get(p.verdict) is True for r in doc["trials"])
         broken = sum(r["verdicts"].get(p.verdict) is False for r in doc["trials"])
-        out.append(f"<tr><th title='{html.escape(p.says)}'>{p.key}</th><td>{_fmt(s['promises'][p.key])}</td>"
-                   f"<td>{kept} / {broken}</td></tr>")
+        out.append(f"<tr><th>{p.key}</th><td>{_fmt(s['promises'][p.key])}</td><td>{kept}</td>"
+                   f"<td{' style=color:#c00' if broken else ''}>{broken}</td><td class=def>{html.escape(p.says)}</td></tr>")
+    verdict_keys = [p.verdict for p in PROMISES if any(p.verdict in r["verdicts"] for r in doc["trials"])]
     columns = [m for m in METRICS if m.column]
     out.append("</table><h2>Trials</h2><table><tr><th>trial</th><th>old → new</th>"
-               + "".join(f"<th>{html.escape(m.column or '')}</th>" for m in columns) + "<th>verdicts</th></tr>")
+               + "".join(f"<th title='{html.escape(m.definition)}'>{html.escape(m.column or '')}</th>" for m in columns)
+               + "".join(f"<th title='{html.escape(k)}' style='max-width:7em'>{html.escape(k.replace('_', ' '))}</th>"
+                         for k in verdict_keys) + "</tr>")
     for r in doc["trials"]:
-        v = "; ".join(f"{k}: {verdict[x]}" for k, x in r["verdicts"].items())
+        marks = []
+        for k in verdict_keys:
+            mark, word, colour = VERDICT_MARK[r["verdicts"].get(k)]
+            marks.append(f"<td title='{word}' style='color:{colour};text-align:center'>{mark}</td>")
         out.append(f"<tr><td>{r['trial']}</td><td>{r['old_primary']} → {r['new_primary']}</td>"
-                   + "".join(f"<td>{_fmt(m.brief(r.get(m.name)))}</td>" for m in columns)
-                   + f"<td>{v}</td></tr>")
-    out.append("</table>")
+                   + "".join(f"<td>{_fmt(m.brief(r.get(m.name)))}</td>" for m in columns) + "".join(marks) + "</tr>")
+    out.append("</table><p style='font-size:12px'>✓ kept, ✗ broken, – not promised; a column's title gives the "
+               "metric's definition; the columns in seconds are measured from the fault.</p>")
+    out.append(f"<h2>Timelines</h2><p style='font-size:13px;max-width:60em'>{TIMELINE_HELP}</p>")
     for r in doc["trials"]:
-        out.append(f"<h3>Trial {r['trial']}{' (discarded)' if r.get('discarded') else ''}</h3>")
+        broken = any(v is False for v in r["verdicts"].values())
+        head = f"Trial {r['trial']}{' (discarded)' if r.get('discarded') else ''}: {r['old_primary']} → {r['new_primary']}"
+        if broken:
+            head += " — promise broken"
+        out.append(f"<details{' open' if broken or len(doc['trials']) == 1 else ''}><summary>{html.escape(head)}</summary>")
         if r.get("starved"):
             out.append("<p style='color:#a60'><b>Starved</b>: the host distorted this trial beyond its resolution: "
                        + html.escape("; ".join(s["says"] for s in r["starved"])) + "</p>")
@@ -128,6 +161,11 @@ def html_report(doc: dict[str, Any], svgs: dict[int, str]) -> str:
         if r["lost_writes"]:
             out.append("<p>Lost acknowledged writes: " + html.escape(", ".join(
                 f"{w['writer']}#{w['seq']} by {w['node']} at {w['acked_s']:+.3f} s" for w in r["lost_writes"][:200])) + "</p>")
+        out.append("</details>")
+    out.append("<h2>Metric definitions</h2><table>")
+    for m in METRICS:
+        out.append(f"<tr><th>{m.name}</th><td>{html.escape(m.unit)}</td><td class=def>{html.escape(m.definition)}</td></tr>")
+    out.append("</table>")
     return "\n".join(out)
 
 

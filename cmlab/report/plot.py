@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from cmlab.checkers.metrics import METRICS, TrialMetrics  # noqa: E402
@@ -18,6 +19,13 @@ from cmlab.history import History  # noqa: E402
 
 ROLE_COLOURS = {"primary": "#d62728", "sync standby": "#1f77b4", "standby": "#9ecae1", "cascade standby": "#c6dbef",
                 "quorum": "#bcbd22", "arbiter": "#bcbd22", "unknown": "#bbbbbb", "down": "#333333"}
+#: Marks and fills that are not a node's or a role's colour; each has its legend entry.
+#: Red is the primary's alone: a failed write is grey (writes straight to a standby
+#: fail all the time, and must not paint its lane "primary").
+FAILED_WRITE = "#7f7f7f"
+UNKNOWN_WRITE = "#17becf"
+NO_LEADER = "#eeeeee"  # the manager names none
+DUPLICATE_VIP = "#000000"  # a VIP on two nodes at once
 
 
 def _node_colours(h: History) -> dict[str, str]:
@@ -51,21 +59,25 @@ def draw(h: History, m: TrialMetrics, fmt: str = "png") -> bytes:
 
     for w in writers:
         acks = [(x.acked - t0, x.node) for x in h.writes if x.writer == w and x.acked is not None]
-        fails = [x.sent - t0 for x in h.writes if x.writer == w and x.acked is None]
+        fails = [x.sent - t0 for x in h.writes if x.writer == w and x.acked is None and not x.unknown]
+        unknown = [x.sent - t0 for x in h.writes if x.writer == w and x.acked is None and x.unknown]
         ax.scatter([a for a, _ in acks], [y[f"writes {w}"]] * len(acks), marker="|", s=60,
                    c=[colours.get(n or "", "#2ca02c") for _, n in acks], linewidths=0.8)
-        ax.scatter(fails, [y[f"writes {w}"]] * len(fails), marker="x", s=12, c="#d62728", linewidths=0.6)
+        ax.scatter(fails, [y[f"writes {w}"]] * len(fails), marker="x", s=12, c=FAILED_WRITE, linewidths=0.6)
+        ax.scatter(unknown, [y[f"writes {w}"]] * len(unknown), marker="d", s=14, c=UNKNOWN_WRITE, linewidths=0)
     for n in nodes:
         samples = [(t - t0, r["role"]) for t, _, r in h.roles if r["node"] == n]
         for a, b, role in _segments(samples, end):
             ax.barh(y[f"role {n}"], b - a, left=a, height=0.6, color=ROLE_COLOURS.get(role, "#bbbbbb"))
     for a, b, leader in _segments([(t - t0, str(v)) for t, _, v in h.leader], end):
-        colour = "#ffffff" if leader.startswith("error:") else colours.get(leader, "#eeeeee")  # white: unreadable
-        ax.barh(y["leader"], b - a, left=a, height=0.6, color=colour)
+        if leader.startswith("error:"):  # unreadable: hatched, not a colour
+            ax.barh(y["leader"], b - a, left=a, height=0.6, color="#ffffff", edgecolor="#999999", hatch="///", linewidth=0)
+        else:
+            ax.barh(y["leader"], b - a, left=a, height=0.6, color=colours.get(leader, NO_LEADER))
     for v in vips:
         samples = [(t - t0, ",".join(holders.get(v, []))) for t, _, holders in h.vips]
         for a, b, who in _segments(samples, end):
-            colour = "#d62728" if "," in who else colours.get(who, "#eeeeee") if who else "#eeeeee"
+            colour = DUPLICATE_VIP if "," in who else colours.get(who, NO_LEADER) if who else NO_LEADER
             ax.barh(y[f"VIP {v}"], b - a, left=a, height=0.6, color=colour)
 
     applied = h.event("fault-applied") or {}
@@ -83,8 +95,14 @@ def draw(h: History, m: TrialMetrics, fmt: str = "png") -> bytes:
     ax.set_title(f"{m.scenario}: {m.old_primary} -> {m.new_primary}, client RTO {rto}, "
                  f"lost {len(m.lost_writes)}, split brain {len(m.split_brain)}", fontsize=10)
     handles, _ = ax.get_legend_handles_labels()
-    handles += [Patch(color=c, label=f"{n}") for n, c in colours.items()]
-    handles += [Patch(color=c, label=r) for r, c in ROLE_COLOURS.items() if r in {x[2]["role"] for x in h.roles}]
+    handles += [Line2D([], [], color=c, marker="|", linestyle="", markersize=9, label=f"{n}: acknowledged by it, leader, VIP holder")
+                for n, c in colours.items()]
+    handles += [Line2D([], [], color=FAILED_WRITE, marker="x", linestyle="", markersize=5, label="write failed (refused or no answer)"),
+                Line2D([], [], color=UNKNOWN_WRITE, marker="d", linestyle="", markersize=5, label="write outcome unknown"),
+                Patch(color=NO_LEADER, label="leader / VIP: none"),
+                Patch(facecolor="#ffffff", edgecolor="#999999", hatch="///", label="leader unreadable"),
+                Patch(color=DUPLICATE_VIP, label="VIP on two nodes")]
+    handles += [Patch(color=c, label=f"role: {r}") for r, c in ROLE_COLOURS.items() if r in {x[2]["role"] for x in h.roles}]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -149,6 +149,30 @@ def test_every_registered_metric_is_in_the_trial_json_the_report_and_junit(tmp_p
     assert {x.name for x in METRICS} <= names
 
 
+def test_the_html_report_explains_itself():
+    """Each metric with its definition, promises as yes/no with what they say, a
+    verdict mark per promise (never Python's True), and trials in collapsible blocks."""
+    import html as html_lib
+
+    from cmlab.checkers.metrics import METRICS
+    from cmlab.checkers.promises import PROMISES
+    from cmlab.report import build, html_report
+    from cmlab.scenarios import get
+
+    h = history()
+    h.meta["timing"] = {"start_s": 60.0, "failover_s": 30.0, "vip_s": 5.0}
+    doc = build(get("kill-primary"), [(1, h, compute(h)), (2, h, compute(h))], {"lab": "t", "engine": "e", "parameters": {}})
+    page = html_report(doc, {1: "<svg>one</svg>", 2: "<svg>two</svg>"})
+    for metric in METRICS:
+        assert f"<th>{metric.name}</th>" in page and html_lib.escape(metric.definition) in page, metric.name
+    for promise in PROMISES:
+        if promise.key in doc["scenario"]["promises"]:
+            assert html_lib.escape(promise.says) in page
+    assert ">True<" not in page and ">False<" not in page
+    assert page.count("<details") == 2 and "<svg>one</svg>" in page
+    assert "✓" in page and "grey ×" in page  # the marks and the timeline's legend in words
+
+
 def test_the_schema_doc_lists_every_metric_as_registered():
     import os
     from pathlib import Path

@@ -175,7 +175,8 @@ def run(lab: Lab, scenario: Scenario, trials: int = 1, fresh: bool = False, cade
     """Run ``trials`` trials of ``scenario`` on ``lab`` and write the reports
     (see :mod:`cmlab.trials`). ``cadence`` None: the scenario's workload;
     ``seed`` None: a random seed, recorded in the run; ``on_trial(trial, n)``
-    is called as each trial ends."""
+    is called as each trial ends. The lab's :class:`Progress` shows the run
+    as it goes (:meth:`Progress.watching`: a live line at a terminal)."""
     from cmlab.trials import run_scenario
     return run_scenario(lab, scenario, trials, fresh, cadence, directory, seed, on_trial)
 

@@ -70,6 +70,13 @@ class _LazyConsole:
             self._console = console
         return getattr(self._console, name)
 
+    # Special methods are looked up on the type, not through __getattr__ (rich's Live enters the console).
+    def __enter__(self) -> Any:
+        return self.__getattr__("__enter__")()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.__getattr__("__exit__")(*exc)
+
 
 out: "Console" = _LazyConsole(soft_wrap=True)  # type: ignore[assignment]
 err: "Console" = _LazyConsole(stderr=True, soft_wrap=True)  # type: ignore[assignment]
@@ -607,9 +614,10 @@ def check_scenario(scenario: str) -> None:
 @click.option("--role-ms", type=float, help="Role observers' cadence, milliseconds [default: the scenario's, or 200].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report (report.json) as one JSON document, nothing else.")
 @click.argument("scenario")
+@click.pass_obj
 @_friendly
-def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: float | None, fast_ms: float | None,
-        role_ms: float | None, as_json: bool, scenario: str) -> None:
+def run(progress: Progress, lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: float | None,
+        fast_ms: float | None, role_ms: float | None, as_json: bool, scenario: str) -> None:
     """Run a failover SCENARIO (a built-in name or a scenario file) on a lab, N
     times; print each trial's row as it ends, the summary and where the
     reports are. Slower cadences cost the probes less CPU and lower the
@@ -618,7 +626,7 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
     sc = api.scenario(scenario)
     cadence = api.cadence(sc, write_ms, fast_ms, role_ms)
     if sc.spec.sweep:
-        swept = api.sweep(api.Lab.attach(_lab_name(lab)), sc, trials, cadence, seed)
+        swept = api.sweep(api.Lab.attach(_lab_name(lab), progress=progress), sc, trials, cadence, seed)
         table = Table(title=f"{sc.name}: sweep of {', '.join(sc.spec.sweep)}, {trials} trial(s) each, seed {swept.seed}")
         for col in ("setting", "bound (s)", "client RTO p50 (s)", "max (s)", "failovers", "lost", "promises"):
             table.add_column(col)
@@ -638,7 +646,8 @@ def run(lab: str | None, trials: int, fresh: bool, seed: int | None, write_ms: f
         out.print(f"trial {trial.index}/{n}: {escape(cells)}", highlight=False)
 
     try:
-        result = api.run(api.Lab.attach(_lab_name(lab)), sc, trials, fresh, cadence, seed=seed,
+        # At a terminal the run draws one live line (trial i of n, the step and its deadline, the writes so far).
+        result = api.run(api.Lab.attach(_lab_name(lab), progress=progress), sc, trials, fresh, cadence, seed=seed,
                          on_trial=None if as_json else trial_ended)
     except CmlabError as exc:  # could not run: 2, apart from a broken promise's 1
         _error(str(exc))

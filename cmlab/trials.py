@@ -36,6 +36,7 @@ from cmlab.events import EventLog
 from cmlab.history import History, is_client_writer
 from cmlab.probes.probeset import Cadence, ProbeSet
 from cmlab.probes.writer import reset_table, stored_writes
+from cmlab.progress import RunWatch
 from cmlab.report import write_reports
 from cmlab.scenarios import Scenario
 from cmlab.scenarios.schedule import ScheduleRunner
@@ -82,6 +83,18 @@ class Run:
         return bool(self.report["passed"])
 
 
+def client_write_counts(clients: list[Any]) -> tuple[int, int]:
+    """The clients' writes so far: ``(acknowledged, failed or unknown)``; sent and unanswered yet count in neither."""
+    acked = failed = 0
+    for writer in clients:
+        for w in list(writer.writes):
+            if w.acked is not None:
+                acked += 1
+            elif w.error is not None or w.unknown:
+                failed += 1
+    return acked, failed
+
+
 def scenario_cadence(scenario: Scenario, write_ms: float | None = None, fast_ms: float | None = None,
                      role_ms: float | None = None) -> Cadence:
     """The probes' cadence a scenario's ``workload`` asks for, each interval
@@ -118,10 +131,11 @@ def _stored_on(lab: "Lab", node: str, deadline_s: float, events: EventLog, t_end
 
 
 def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, cadence: Cadence = Cadence(),
-              seed: int = 0) -> Trial:
+              seed: int = 0, watch: RunWatch | None = None) -> Trial:
     """One trial of ``scenario`` on a running lab; see the module doc.
 
     :param seed: the run's seed; this trial's random choices are drawn from it and ``index``.
+    :param watch: told each step as it starts and where the clients' writes are counted.
     :raises CmlabError: the lab cannot run the scenario, was not ready in
         time, or a step failed (the faults are healed).
     """
@@ -132,17 +146,20 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
     lab.ensure_ready()
     events = EventLog.of_lab(lab.plan.name)
     nemesis = lab.nemesis(nemesis_seed)
-    timeline = ScheduleRunner(lab, nemesis, events).run(setup)
+    watch = watch or RunWatch()
+    timeline = ScheduleRunner(lab, nemesis, events, watch=watch).run(setup)
     old = lab.wait_ready(timing.start_s).primary
     assert old is not None
     reset_table(lab.dsn(old))
     probes = ProbeSet(lab.plan, lab.engine, lab.runtime, cadence)
-    runner = ScheduleRunner(lab, nemesis, events, probes, old, scenario.time_limit_s(timing), cadence.write_interval_s)
+    runner = ScheduleRunner(lab, nemesis, events, probes, old, scenario.time_limit_s(timing), cadence.write_interval_s, watch)
     probes.start()
+    clients = [w for w in probes.writers if is_client_writer(w.name)]
+    watch.start_step("probing before the fault", WARMUP_S)
+    watch.count_writes(lambda: client_write_counts(clients))
     final: str | None = None
     quorum_leader: str | None = None
     try:
-        clients = [w for w in probes.writers if is_client_writer(w.name)]
         wait_for(lambda: sum(len(w.acked()) for w in clients), lambda n: n >= WARMUP_ACKS, 10 + WARMUP_S, 0.05,
                  "acknowledged writes of the clients (through the VIP) before the fault")
         time.sleep(max(0.0, probes.t_start + WARMUP_S - time.monotonic()))  # bounded: at most WARMUP_S
@@ -172,6 +189,8 @@ def run_trial(lab: "Lab", scenario: Scenario, directory: Path, index: int = 1, c
             events.append("trial-no-primary-after-heal", reason=str(exc))
         time.sleep(WARMUP_S)  # let the probes see the settled cluster; bounded, part of the trial's shape
     finally:
+        watch.count_writes(None)
+        watch.start_step("measuring: writes stored on the final primary, reports")
         history = probes.stop()
         nemesis.heal()
     t0, t1 = history.meta["probe_window"]
@@ -223,14 +242,17 @@ def run_scenario(lab: "Lab", scenario: Scenario, trials: int = 1, fresh: bool = 
     meta = {"lab": run.lab, "engine": run.engine, "parameters": run.parameters, "seed": run.seed, "trials": trials,
             "cadence_s": [cadence.write_interval_s, cadence.fast_interval_s, cadence.role_interval_s]}
     try:
-        for i in range(1, trials + 1):
-            if fresh and i > 1:
-                lab.down()
-                lab.up(fresh=True)
-            run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed))
-            write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
-            if on_trial is not None:
-                on_trial(run.trials[-1], trials)
+        # The lab's progress shows the trial, the step and the writes as the run goes.
+        with lab.progress.watching() as watch:
+            for i in range(1, trials + 1):
+                watch.start_trial(i, trials)
+                if fresh and i > 1:
+                    lab.down()
+                    lab.up(fresh=True)
+                run.trials.append(run_trial(lab, scenario, run.directory / f"trial-{i:02d}", i, cadence, seed, watch))
+                write_reports(run.directory, scenario, [(t.index, t.history, t.metrics) for t in run.trials], meta)
+                if on_trial is not None:
+                    on_trial(run.trials[-1], trials)
     finally:
         capture_run(lab, run.directory)  # the bundle: above all when a trial failed
     return run

@@ -38,6 +38,21 @@ class Planned:
     def to_json(self) -> dict[str, Any]:
         return {"verb": self.verb, "args": self.args, "origin": self.origin}
 
+    def describe(self) -> str:
+        """The step in a few words, for a person watching: ``fault crash primary``,
+        ``wait writes-resumed`` (durations are shown apart, by whoever shows it)."""
+        words = [str(v) for k, v in self.args.items() if not k.endswith("_s") and k not in ("seconds", "on_timeout")
+                 and isinstance(v, (str, int, float)) and v is not True]
+        return " ".join([self.verb, *words])
+
+    def length_s(self) -> float | None:
+        """How long the step lasts, or may last at most, seconds: a wait's
+        deadline, a flap's duration, a sleep; None for a step with no length of its own."""
+        for key in ("deadline_s", "duration_s", "seconds"):
+            if isinstance(self.args.get(key), (int, float)):
+                return float(self.args[key])
+        return None
+
 
 def seeds(seed: int, trial: int) -> tuple[random.Random, str]:
     """The random generator of a trial's composition and the seed of its

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cmlab.errors import CmlabError, WaitTimeout
 from cmlab.events import EventLog
 from cmlab.history import is_client_writer
+from cmlab.progress import RunWatch
 from cmlab.faults.nemesis import Applied, Nemesis, VipFlap
 from cmlab.scenarios.compose import Planned
 from cmlab.topology.schema import Role
@@ -73,8 +74,10 @@ class ScheduleRunner:
     """
 
     def __init__(self, lab: "Lab", nemesis: Nemesis, events: EventLog, probes: "ProbeSet | None" = None,
-                 old_primary: str | None = None, time_limit_s: float | None = None, write_interval_s: float = 0.02):
+                 old_primary: str | None = None, time_limit_s: float | None = None, write_interval_s: float = 0.02,
+                 watch: RunWatch | None = None):
         self.lab, self.nemesis, self.events, self.probes = lab, nemesis, events, probes
+        self.watch = watch or RunWatch()
         self.old_primary = old_primary
         self.time_limit_s = time_limit_s
         self.write_interval_s = write_interval_s
@@ -108,6 +111,7 @@ class ScheduleRunner:
                 timeline.append(record)
                 continue
             record["t_start"] = time.monotonic()
+            self.watch.start_step(step.describe(), step.length_s())
             try:
                 record.update(self._do(step, record["t_start"]))
             except CmlabError as exc:

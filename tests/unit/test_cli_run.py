@@ -29,7 +29,7 @@ def fake_run(monkeypatch, tmp_path):
         return SimpleNamespace(directory=tmp_path, seed=7, report=doc)
 
     monkeypatch.setattr(api, "run", run)
-    monkeypatch.setattr(api.Lab, "attach", classmethod(lambda cls, name: SimpleNamespace(name=name)))
+    monkeypatch.setattr(api.Lab, "attach", classmethod(lambda cls, name, progress=None: SimpleNamespace(name=name)))
     return state
 
 
@@ -51,6 +51,6 @@ def test_a_run_that_cannot_be_made_exits_2(monkeypatch):
         raise LabError("lab x is not ready")
 
     monkeypatch.setattr(api, "run", refuse)
-    monkeypatch.setattr(api.Lab, "attach", classmethod(lambda cls, name: SimpleNamespace(name=name)))
+    monkeypatch.setattr(api.Lab, "attach", classmethod(lambda cls, name, progress=None: SimpleNamespace(name=name)))
     result = CliRunner().invoke(main, ["run", "-l", "x", "kill-primary"])
     assert result.exit_code == 2 and "not ready" in result.output

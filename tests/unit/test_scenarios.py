@@ -428,3 +428,27 @@ def test_the_cluster_handle_answers_none_for_what_the_engine_lacks():
     assert cluster.repair("pg1") is False
     with pytest.raises(EngineError, match="engine bare has no switchover"):
         cluster.switchover("pg2")
+
+
+def test_a_watch_is_told_each_step_as_it_starts_with_its_deadline():
+    from cmlab.progress import RunWatch
+
+    seen = []
+
+    class Recording(RunWatch):
+        def start_step(self, text, deadline_s=None):
+            seen.append((text, deadline_s))
+            super().start_step(text, deadline_s)
+
+    lab = StandInLab()
+    scenario = loads("summary: x\nschedule:\n  - {fault: crash, target: primary}\n"
+                     "  - {wait: primary-changed, deadline: 1}\n  - {sleep: 0.01}\n  - heal\n", "t.yaml", "t")
+    setup, steps, nemesis_seed = scenario.steps(lab.timing, 1, 1)
+    watch = Recording()
+    watch.start_trial(1, 2)
+    events = SimpleNamespace(records=[], append=lambda kind, **f: events.records.append((kind, f)))
+    runner = ScheduleRunner(lab, StandInNemesis(lab, lab.primary, nemesis_seed), events, None, lab.primary, watch=watch)
+    runner.run(steps)
+    assert seen == [("fault crash primary", None), ("wait primary-changed", 1.0), ("sleep", 0.01), ("heal", None)]
+    watch.count_writes(lambda: (12, 3))
+    assert watch.line().startswith("trial 1/2 · heal · ") and watch.line().endswith("writes 12 acknowledged, 3 failed")

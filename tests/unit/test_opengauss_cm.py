@@ -291,11 +291,10 @@ def test_a_bad_package_in_the_topology_is_refused_before_anything_starts(tmp_pat
 
 def test_the_probes_get_a_user_and_md5_rules_for_every_az():
     plan = load(ROOT / "topologies" / "opengauss-3az.yaml", REG)
-    per_node, sql = config.client_setup(plan, CmParameters.model_validate(plan.parameters), "pw")
-    flat = [" ".join(c) for c in per_node]
+    flat = [" ".join(c) for c in config.dn_commands(plan, CmParameters.model_validate(plan.parameters), "og1")]
     assert any("password_encryption_type=1" in c for c in flat)
-    assert sum(" md5" in c for c in flat) == 3
-    assert sql == ["CREATE USER cmlab WITH SYSADMIN PASSWORD 'pw'"]
+    assert sum(" md5" in c for c in flat) == 3  # in the DN's first settings, before it starts
+    assert config.client_sql("pw") == ["CREATE USER cmlab WITH SYSADMIN PASSWORD 'pw'"]
 
 
 def test_event_triggers_are_compact_json_of_absolute_paths():

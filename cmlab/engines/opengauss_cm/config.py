@@ -210,7 +210,9 @@ def dn_commands(plan: LabPlan, p: CmParameters, node: str) -> list[list[str]]:
         cmds.append([*guc, "-c", "most_available_sync=on"])
     cmds.append([*guc, "-c", f"application_name='{application_name(plan, p, node)}'"])
     cmds.append([*guc, "-c", f"synchronous_standby_names='{synchronous_standby_names(plan, p, node)}'"])
-    return cmds
+    # The probes' md5 rules too, before the first start: set later, each was a gs_guc that waited for
+    # cm_agent's own gs_guc to finish and a reload of every DN (8 s of every `up` on the real binaries).
+    return cmds + client_settings(plan)
 
 
 def application_name(plan: LabPlan, p: CmParameters, node: str) -> str:
@@ -286,21 +288,19 @@ def resource_json(plan: LabPlan, p: CmParameters) -> str | None:
 CLIENT_USER = "cmlab"
 
 
-def client_setup(plan: LabPlan, p: CmParameters, password: str) -> tuple[list[list[str]], list[str]]:
-    """What the probes need: ``(per-DN-node commands, SQL on the primary)``.
+def client_settings(plan: LabPlan) -> list[list[str]]:
+    """``gs_guc set`` argv lists for what the probes need of each DN, written
+    with the node's other settings before the DN first starts (:func:`dn_commands`).
 
     Stock libpq (psycopg) does not speak openGauss's sha256 authentication, so
     passwords are also stored as md5 (``password_encryption_type=1``) and the
     lab subnets get an md5 rule (inferred from the openGauss docs on
     password_encryption_type and gs_guc -h; confirmed on the real binaries).
-
-    ``gs_guc set`` writes the files and ``gs_ctl reload`` signals the DN: ``gs_guc
-    reload`` refuses a running DN whose ``gaussdb.state`` says Unknown, as a
-    standby CM rebuilt keeps it (seen on the real binaries; src/bin/gs_guc/pg_guc.cpp
-    reads the state file, not the server).
     """
-    per_node = [["gs_guc", "set", "-D", DN_DIR, "-c", "password_encryption_type=1"]]
-    per_node += [["gs_guc", "set", "-D", DN_DIR, "-h", f"host all {CLIENT_USER} {a.subnet} md5"] for a in plan.azs]
-    per_node += [["gs_ctl", "reload", "-D", DN_DIR]]
-    sql = [f"CREATE USER {CLIENT_USER} WITH SYSADMIN PASSWORD '{password}'"]
-    return per_node, sql
+    out = [["gs_guc", "set", "-D", DN_DIR, "-c", "password_encryption_type=1"]]
+    return out + [["gs_guc", "set", "-D", DN_DIR, "-h", f"host all {CLIENT_USER} {a.subnet} md5"] for a in plan.azs]
+
+
+def client_sql(password: str) -> list[str]:
+    """The SQL that makes the probes' user, run on the primary once the cluster is ready."""
+    return [f"CREATE USER {CLIENT_USER} WITH SYSADMIN PASSWORD '{password}'"]

@@ -32,7 +32,6 @@ from cmlab.errors import EngineError, ImageBuildError, Issue, LabError
 from cmlab.images.build import folder_digest
 from cmlab.topology.plan import LabPlan, NodePlan
 from cmlab.topology.schema import Role, Topology
-from cmlab.wait import wait_for
 
 _ROLES = {"Primary": NodeRole.primary, "Standby": NodeRole.standby, "Main Standby": NodeRole.standby,
           "Cascade Standby": NodeRole.cascade_standby, "Down": NodeRole.down}
@@ -100,6 +99,7 @@ class OpenGaussCm(Engine):
     #: LIMIT_OPEN_FILE); cmlab-cm-start reads the number from CMLAB_CM_MONITOR_OPEN_FILES.
     open_files_wanted = (640000, "om_monitor cannot run, so each node's start script keeps cm_agent alive as om_monitor would")
     host_inputs = HOST_INPUTS
+    warm_start = warm.CmWarmStart()
 
     def command_parameters(self, params: dict[str, Any]) -> list[str]:
         """CM's overrides whose value it runs (``event_triggers`` scripts and the like, by key word)."""
@@ -259,20 +259,10 @@ class OpenGaussCm(Engine):
         return out
 
     def prepare_clients(self, plan: LabPlan, access: NodeAccess, primary: str) -> None:
-        """The probes' SQL user and md5 access rules (see :func:`config.client_setup`)."""
+        """The probes' SQL user (its md5 access rules are in each DN's first
+        settings: :func:`config.client_settings`)."""
         p = CmParameters.model_validate(plan.parameters)
-        per_node, sql = config.client_setup(plan, p, PASSWORD)
-        for node in plan.nodes_with(Role.database):
-            for argv in per_node:
-                # Seen on the real binaries just after the cluster is ready: gs_guc refuses to
-                # run beside another gs_guc (cm_agent runs its own); it passes within seconds.
-                (code, out), _ = wait_for(lambda: access.exec(node, as_omm(argv)),
-                                          lambda r: not any(b in r[1] for b in GS_GUC_BUSY),
-                                          deadline_s=self.timing(plan).failover_s, interval_s=0.5,
-                                          what=f"gs_guc free on {node.name}", describe=lambda r: r[1].strip()[-200:])
-                if code != 0:
-                    raise EngineError(f"{node.name}: {' '.join(argv)} failed: {out.strip()[-300:]}")
-        for statement in sql:
+        for statement in config.client_sql(PASSWORD):
             code, out = access.exec(plan.node(primary), as_omm(["gsql", "-d", "postgres", "-p", str(p.dn_port), "-c", statement]))
             if code != 0 and "already exists" not in out:
                 raise EngineError(f"{primary}: {statement.split(' PASSWORD')[0]} failed: {out.strip()[-300:]}")
@@ -506,6 +496,3 @@ def _set_script(commands: list[list[str]]) -> FileSpec:
         lines.append(command(argv))
     return FileSpec("set -e\n" + "\n".join(lines) + "\n", mode=0o755, uid=OMM_UID, gid=OMM_UID)
 
-
-#: gs_guc's answer that passes (src/bin/gs_guc): another gs_guc holds the node's lock.
-GS_GUC_BUSY = ("another gs_guc command is running",)

@@ -60,7 +60,7 @@ class CmWarmStart(WarmStart):
         script = "\n".join([
             "set -eu",
             f"rm -rf {root}",
-            f"install -d -m 0700 {data.rsplit('/', 1)[0]}",
+            f"install -d -m 0700 {data}",
             f"gs_basebackup -D {data} -h {config.TMP} -p {p.dn_port} -X stream -c fast",
         ])
         rc, out = access.exec(plan.node(primary), as_omm_script(script))

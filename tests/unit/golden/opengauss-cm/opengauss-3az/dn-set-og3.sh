@@ -20,3 +20,7 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "application_name='dn_6003'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "synchronous_standby_names='ANY 3(dn_6001,dn_6002,dn_6004,dn_6005,dn_6006,dn_6007)'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c password_encryption_type=1
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all cmlab 10.213.31.0/24 md5"
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all cmlab 10.213.32.0/24 md5"
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all cmlab 10.213.33.0/24 md5"

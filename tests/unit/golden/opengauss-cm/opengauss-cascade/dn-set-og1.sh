@@ -14,3 +14,5 @@ gs_guc set -D /var/lib/opengauss/data/dn1 -c max_connections=1000
 gs_guc set -D /var/lib/opengauss/data/dn1 -c max_wal_senders=16
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "application_name='dn_6001'"
 gs_guc set -D /var/lib/opengauss/data/dn1 -c "synchronous_standby_names='ANY 1(dn_6002,dn_6003)'"
+gs_guc set -D /var/lib/opengauss/data/dn1 -c password_encryption_type=1
+gs_guc set -D /var/lib/opengauss/data/dn1 -h "host all cmlab 10.213.60.0/24 md5"

@@ -277,6 +277,42 @@ class WarmStart(ABC):
         """
 
 
+class PrimaryBackup(WarmStart):
+    """A warm start that saves one backup of the primary's data, made with
+    the database's own tool while the cluster runs, into a folder of the
+    primary's volume that mirrors the volume's layout, and restores it into
+    that volume of every database node (the engine rewrites what carries
+    addresses or names when the nodes start).
+    """
+
+    #: The node volume (a suffix of :attr:`ContainerSpec.volumes`) and where it is mounted.
+    volume: ClassVar[str]
+    mount: ClassVar[str]
+    #: The backup's folder inside the volume.
+    folder: ClassVar[str] = ".cmlab-snapshot"
+
+    @abstractmethod
+    def backup(self, plan: "LabPlan", access: NodeAccess, primary: str, root: str) -> None:
+        """Make the backup under ``root`` (the folder, a path inside the primary's
+        container), laid out as the volume is.
+
+        :raises EngineError: the backup failed (its output in the message).
+        """
+
+    def prepare(self, plan: "LabPlan", access: NodeAccess, primary: str) -> dict[str, SavedDir]:
+        self.backup(plan, access, primary, f"{self.mount}/{self.folder}")
+        return {self.volume: SavedDir(primary, self.volume, self.folder)}
+
+    def cleanup(self, plan: "LabPlan", access: NodeAccess, saved: dict[str, SavedDir]) -> None:
+        where = saved[self.volume]
+        access.exec(plan.node(where.node), ["rm", "-rf", f"{self.mount}/{where.path}"])
+
+    def restore(self, plan: "LabPlan") -> dict[tuple[str, str], str]:
+        from cmlab.topology.schema import Role
+
+        return {(n.name, self.volume): self.volume for n in plan.nodes_with(Role.database)}
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The manager's leader (None: it names none) and every node's state,

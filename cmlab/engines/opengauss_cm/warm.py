@@ -30,32 +30,29 @@ conf files are written anew from the plan at every start.
 
 from __future__ import annotations
 
-from cmlab.engines.base import NodeAccess, SavedDir, WarmStart
+from cmlab.engines.base import NodeAccess, PrimaryBackup
 from cmlab.engines.opengauss_cm import config
 from cmlab.engines.opengauss_cm.omm import as_omm_script
 from cmlab.engines.opengauss_cm.parameters import CmParameters
 from cmlab.errors import EngineError
 from cmlab.topology.plan import LabPlan
-from cmlab.topology.schema import Role
 
 #: The node volume (a suffix of the container's volumes) and where it is mounted.
 VOLUME = "opengauss"
 MOUNT = "/var/lib/opengauss"
-#: The backup's folder inside the volume; it mirrors the volume's layout.
-BACKUP = ".cmlab-snapshot"
 
 
-class CmWarmStart(WarmStart):
+class CmWarmStart(PrimaryBackup):
     format = 1
+    volume, mount = VOLUME, MOUNT
 
-    def prepare(self, plan: LabPlan, access: NodeAccess, primary: str) -> dict[str, SavedDir]:
+    def backup(self, plan: LabPlan, access: NodeAccess, primary: str, root: str) -> None:
         """``gs_basebackup`` of ``primary``'s DN as omm over its local socket,
         with a fast checkpoint.
 
         :raises EngineError: gs_basebackup failed (its output in the message).
         """
         p = CmParameters.model_validate(plan.parameters)
-        root = f"{MOUNT}/{BACKUP}"
         data = root + config.DN_DIR.removeprefix(MOUNT)
         script = "\n".join([
             "set -eu",
@@ -66,11 +63,3 @@ class CmWarmStart(WarmStart):
         rc, out = access.exec(plan.node(primary), as_omm_script(script))
         if rc != 0:
             raise EngineError(f"{primary}: the base backup for the snapshot failed (exit {rc}): {out.strip()[-500:]}")
-        return {VOLUME: SavedDir(primary, VOLUME, BACKUP)}
-
-    def cleanup(self, plan: LabPlan, access: NodeAccess, saved: dict[str, SavedDir]) -> None:
-        where = saved[VOLUME]
-        access.exec(plan.node(where.node), ["rm", "-rf", f"{MOUNT}/{where.path}"])
-
-    def restore(self, plan: LabPlan) -> dict[tuple[str, str], str]:
-        return {(n.name, VOLUME): VOLUME for n in plan.nodes_with(Role.database)}

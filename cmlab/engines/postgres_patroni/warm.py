@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import shlex
 
-from cmlab.engines.base import NodeAccess, SavedDir, WarmStart
+from cmlab.engines.base import NodeAccess, PrimaryBackup
 from cmlab.engines.postgres_patroni import config
 from cmlab.errors import EngineError
 from cmlab.topology.plan import LabPlan
@@ -46,22 +46,20 @@ from cmlab.topology.schema import Role
 #: The data volume (a suffix of the container's volumes) and where it is mounted.
 VOLUME = "pgdata"
 MOUNT = "/var/lib/postgresql"
-#: The backup's folder inside the volume; it mirrors the volume's layout.
-BACKUP = ".cmlab-snapshot"
 #: ``wal_retrieve_retry_interval`` while a restored lab starts (PostgreSQL's default: 5 s).
 START_RETRY = "200ms"
 
 
-class PatroniWarmStart(WarmStart):
+class PatroniWarmStart(PrimaryBackup):
     format = 4
+    volume, mount = VOLUME, MOUNT
 
-    def prepare(self, plan: LabPlan, access: NodeAccess, primary: str) -> dict[str, SavedDir]:
+    def backup(self, plan: LabPlan, access: NodeAccess, primary: str, root: str) -> None:
         """``pg_basebackup`` of ``primary`` over its local replication
         connection (trusted in ``pg_hba.conf``), with a fast checkpoint.
 
         :raises EngineError: pg_basebackup failed (its output in the message).
         """
-        root = f"{MOUNT}/{BACKUP}"
         data = root + config.DATA_DIR.removeprefix(MOUNT)
         d = shlex.quote(data)
         script = "\n".join([
@@ -85,14 +83,6 @@ class PatroniWarmStart(WarmStart):
         rc, out = access.exec(plan.node(primary), ["sh", "-c", script], user="postgres")
         if rc != 0:
             raise EngineError(f"{primary}: the base backup for the snapshot failed (exit {rc}): {out.strip()[-500:]}")
-        return {VOLUME: SavedDir(primary, VOLUME, BACKUP)}
-
-    def cleanup(self, plan: LabPlan, access: NodeAccess, saved: dict[str, SavedDir]) -> None:
-        where = saved[VOLUME]
-        access.exec(plan.node(where.node), ["rm", "-rf", f"{MOUNT}/{where.path}"], user="postgres")
-
-    def restore(self, plan: LabPlan) -> dict[tuple[str, str], str]:
-        return {(n.name, VOLUME): VOLUME for n in plan.nodes_with(Role.database)}
 
     def started(self, plan: LabPlan, access: NodeAccess) -> None:
         """``ALTER SYSTEM RESET wal_retrieve_retry_interval`` and a reload on
